@@ -1,0 +1,3 @@
+#ifndef STUB_cmd
+#define STUB_cmd
+#endif

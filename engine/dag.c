@@ -1,0 +1,1 @@
+/* stub, to be written */ typedef int stub_dag_t;

@@ -1,0 +1,3 @@
+#ifndef STUB_engine
+#define STUB_engine
+#endif

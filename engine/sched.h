@@ -1,0 +1,3 @@
+#ifndef STUB_sched
+#define STUB_sched
+#endif

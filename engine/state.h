@@ -1,0 +1,3 @@
+#ifndef STUB_state
+#define STUB_state
+#endif

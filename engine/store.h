@@ -1,0 +1,3 @@
+#ifndef STUB_store
+#define STUB_store
+#endif

@@ -1,0 +1,3 @@
+#ifndef STUB_trigger
+#define STUB_trigger
+#endif

@@ -1,0 +1,19 @@
+/* shepherd: the long-lived process that spawns local tasks for the daemon.
+ *
+ * Why: a task must outlive a kill -9 of the daemon, and its exit status must
+ * not be lost.  One shepherd per home folder (flock on HOME/shepherd.lock)
+ * listens on HOME/shepherd.sock (SOCK_SEQPACKET), spawns each try with
+ * posix_spawn in its own process group, is the child subreaper of everything
+ * below it, and writes each exit status to the try's exit file (write to a
+ * temporary file + rename) before reporting it.  A restarted daemon reconnects
+ * and asks what became of the tries it had started.  The shepherd exits by
+ * itself when no daemon is connected and no task is running for a while.
+ *
+ * The protocol is private to executors/local.c and shepherd.c. */
+#ifndef KILN_SHEPHERD_H
+#define KILN_SHEPHERD_H
+
+/* Entry point of "kiln shepherd --home HOME"; returns the process exit code. */
+int shepherd_main(const char *home);
+
+#endif
