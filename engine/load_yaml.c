@@ -1,1 +1,877 @@
-/* stub, to be written */ typedef int stub_load_yaml_t;
+/* load_yaml: YAML DAG file -> struct dag.
+ *
+ * The file is loaded with libyaml's document API: the whole tree is small next
+ * to the DAG it describes, and every node keeps its start mark, so each error
+ * can point at the exact key or value that caused it. */
+#include "load_yaml.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#include "util.h"
+
+#define ID_RULE "use letters, digits, '_', '-' and '.', not starting with '.'"
+
+enum top_key {
+    K_DAG,
+    K_DESCRIPTION,
+    K_SCHEDULE,
+    K_TIMEZONE,
+    K_START_DATE,
+    K_CATCHUP,
+    K_MAX_ACTIVE_RUNS,
+    K_MAX_ACTIVE_TASKS,
+    K_PARAMS,
+    K_DEFAULT,
+    K_TASKS,
+    K__COUNT
+};
+
+static const char *const top_keys[K__COUNT] = {
+    [K_DAG] = "dag",
+    [K_DESCRIPTION] = "description",
+    [K_SCHEDULE] = "schedule",
+    [K_TIMEZONE] = "timezone",
+    [K_START_DATE] = "start_date",
+    [K_CATCHUP] = "catchup",
+    [K_MAX_ACTIVE_RUNS] = "max_active_runs",
+    [K_MAX_ACTIVE_TASKS] = "max_active_tasks",
+    [K_PARAMS] = "params",
+    [K_DEFAULT] = "default",
+    [K_TASKS] = "tasks",
+};
+
+enum task_key {
+    T_COMMAND,
+    T_DEPS,
+    T_ENV,
+    T_CWD,
+    T_RETRIES,
+    T_RETRY_DELAY,
+    T_MAX_RETRY_DELAY,
+    T_TIMEOUT,
+    T_BACKOFF,
+    T_TRIGGER_RULE,
+    T_PRIORITY_WEIGHT,
+    T_POOL,
+    T_POOL_SLOTS,
+    T_EXECUTOR,
+    T_SKIP_EXIT_CODE,
+    T_DESCRIPTION,
+    T_KUBERNETES,
+    T__COUNT
+};
+
+static const char *const task_keys[T__COUNT] = {
+    [T_COMMAND] = "command",
+    [T_DEPS] = "deps",
+    [T_ENV] = "env",
+    [T_CWD] = "cwd",
+    [T_RETRIES] = "retries",
+    [T_RETRY_DELAY] = "retry_delay",
+    [T_MAX_RETRY_DELAY] = "max_retry_delay",
+    [T_TIMEOUT] = "timeout",
+    [T_BACKOFF] = "retry_exponential_backoff",
+    [T_TRIGGER_RULE] = "trigger_rule",
+    [T_PRIORITY_WEIGHT] = "priority_weight",
+    [T_POOL] = "pool",
+    [T_POOL_SLOTS] = "pool_slots",
+    [T_EXECUTOR] = "executor",
+    [T_SKIP_EXIT_CODE] = "skip_exit_code",
+    [T_DESCRIPTION] = "description",
+    [T_KUBERNETES] = "kubernetes",
+};
+
+static const char *const executors[] = {"local", "kubernetes"};
+
+struct ctx {
+    const char *path;
+    yaml_document_t *doc;
+    struct kiln_err *err;
+};
+
+/* --- helpers ---------------------------------------------------------------- */
+
+static struct dag_pos node_pos(const yaml_node_t *n)
+{
+    struct dag_pos p = {(int)n->start_mark.line + 1, (int)n->start_mark.column + 1};
+    return p;
+}
+
+static int fail(struct ctx *c, const yaml_node_t *n, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(struct ctx *c, const yaml_node_t *n, int code, const char *fmt, ...)
+{
+    char msg[960];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    struct dag_pos p = node_pos(n);
+    return kiln_err_set(c->err, code, "%s:%d:%d: %s", c->path, p.line, p.col, msg);
+}
+
+static yaml_node_t *get(struct ctx *c, int index)
+{
+    return yaml_document_get_node(c->doc, index);
+}
+
+static const char *sval(const yaml_node_t *n)
+{
+    return (const char *)n->data.scalar.value;
+}
+
+/* YAML's null: an empty plain scalar, '~' or 'null', or an explicit !!null. */
+static bool is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE)
+        return false;
+    if (n->tag && strcmp((const char *)n->tag, YAML_NULL_TAG) == 0)
+        return true;
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *s = sval(n);
+    return *s == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+           strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+}
+
+/* What a node is, for "got ..." in messages. */
+static const char *describe(const yaml_node_t *n, char *buf, size_t size)
+{
+    switch (n->type) {
+    case YAML_MAPPING_NODE: return "a map";
+    case YAML_SEQUENCE_NODE: return "a list";
+    case YAML_SCALAR_NODE:
+        if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && sval(n)[0] == '\0')
+            return "nothing";
+        if (n->data.scalar.length > 60)
+            snprintf(buf, size, "'%.57s...'", sval(n));
+        else
+            snprintf(buf, size, "'%s'", sval(n));
+        return buf;
+    default: return "nothing";
+    }
+}
+
+/* The candidate closest to `word` within an edit distance of 2, or NULL. */
+static const char *closest(const char *word, const char *const *cands, size_t n)
+{
+    const char *best = NULL;
+    int best_d = 3;
+    for (size_t i = 0; i < n; i++) {
+        int d = levenshtein(word, cands[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = cands[i];
+        }
+    }
+    return best;
+}
+
+/* " (did you mean 'x'?)" or " (valid LABEL: a, b, c)" into b. */
+static void hint(struct sbuf *b, const char *word, const char *const *cands, size_t n,
+                 const char *label)
+{
+    const char *best = closest(word, cands, n);
+    if (best) {
+        sbuf_printf(b, " (did you mean '%s'?)", best);
+        return;
+    }
+    sbuf_printf(b, " (valid %s: ", label);
+    for (size_t i = 0; i < n; i++)
+        sbuf_printf(b, "%s%s", i ? ", " : "", cands[i]);
+    sbuf_adds(b, ")");
+}
+
+static int unknown_key(struct ctx *c, const yaml_node_t *k, const char *where,
+                       const char *const *keys, size_t n)
+{
+    struct sbuf b;
+    sbuf_init(&b);
+    sbuf_printf(&b, "unknown %s", where);
+    hint(&b, sval(k), keys, n, "keys");
+    int rc = fail(c, k, KILN_EINVALID, "%s", b.data);
+    sbuf_free(&b);
+    return rc;
+}
+
+static int key_index(const char *key, const char *const *keys, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(key, keys[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* A scalar's text, refusing the NUL bytes a double-quoted "\0" can smuggle
+ * in, since everything downstream uses C strings. */
+static int scalar_text(struct ctx *c, const yaml_node_t *n, const char *what, const char **out)
+{
+    *out = sval(n);
+    if (strlen(sval(n)) != n->data.scalar.length)
+        return fail(c, n, KILN_EINVALID, "%s must not contain a NUL character", what);
+    return 0;
+}
+
+/* Map keys must be plain text: complex keys (lists, maps) mean nothing here. */
+static int check_key(struct ctx *c, const yaml_node_t *k, const char *what)
+{
+    char buf[80];
+    if (k->type != YAML_SCALAR_NODE)
+        return fail(c, k, KILN_EINVALID, "%s must be strings, got %s", what,
+                    describe(k, buf, sizeof buf));
+    const char *s;
+    return scalar_text(c, k, what, &s);
+}
+
+/* Errors if the key of `cur` already appeared earlier in the same map. The
+ * maps checked this way are small (keys, env, params), so a scan will do. */
+static int check_dup(struct ctx *c, const yaml_node_t *map, const yaml_node_pair_t *cur)
+{
+    const yaml_node_t *k = get(c, cur->key);
+    for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < cur; p++) {
+        const yaml_node_t *pk = get(c, p->key);
+        if (strcmp(sval(pk), sval(k)) == 0) {
+            struct dag_pos fp = node_pos(pk);
+            return fail(c, k, KILN_EINVALID, "duplicate key '%s' (first defined at %d:%d)",
+                        sval(k), fp.line, fp.col);
+        }
+    }
+    return 0;
+}
+
+static int get_str(struct ctx *c, const char *key, const yaml_node_t *v, bool nullable,
+                   char **out)
+{
+    char buf[80];
+    if (v->type != YAML_SCALAR_NODE || (!nullable && is_null(v)))
+        return fail(c, v, KILN_EINVALID, "'%s' must be a string, got %s", key,
+                    describe(v, buf, sizeof buf));
+    char what[80];
+    snprintf(what, sizeof what, "'%s'", key);
+    const char *s;
+    int rc = scalar_text(c, v, what, &s);
+    if (rc)
+        return rc;
+    free(*out);
+    *out = is_null(v) ? NULL : xstrdup(s);
+    return 0;
+}
+
+static bool parse_int(const char *s, long long min, long long max, long long *out)
+{
+    const char *p = s[0] == '-' ? s + 1 : s;
+    if (*p < '0' || *p > '9')
+        return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int get_int(struct ctx *c, const char *key, const yaml_node_t *v, long long min,
+                   long long max, const char *kind, int *out)
+{
+    long long x;
+    if (v->type != YAML_SCALAR_NODE || !parse_int(sval(v), min, max, &x)) {
+        char buf[80];
+        return fail(c, v, KILN_EINVALID, "'%s' must be %s, got %s", key, kind,
+                    describe(v, buf, sizeof buf));
+    }
+    *out = (int)x;
+    return 0;
+}
+
+/* YAML 1.1 and 1.2 booleans; a quoted "yes" is a string, not a boolean. */
+static int get_bool(struct ctx *c, const char *key, const yaml_node_t *v, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on"};
+    static const char *const no[] = {"false", "no", "off"};
+    if (v->type == YAML_SCALAR_NODE && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
+            if (strcasecmp(sval(v), yes[i]) == 0) {
+                *out = true;
+                return 0;
+            }
+            if (strcasecmp(sval(v), no[i]) == 0) {
+                *out = false;
+                return 0;
+            }
+        }
+    }
+    char buf[80];
+    return fail(c, v, KILN_EINVALID, "'%s' must be true or false, got %s", key,
+                describe(v, buf, sizeof buf));
+}
+
+static int get_duration(struct ctx *c, const char *key, const yaml_node_t *v, int64_t *out)
+{
+    if (v->type == YAML_SCALAR_NODE && duration_parse(sval(v), out) == 0)
+        return 0;
+    char buf[80];
+    return fail(c, v, KILN_EINVALID, "'%s' must be a duration like 30s, 5m or 1h, got %s", key,
+                describe(v, buf, sizeof buf));
+}
+
+/* A map of name -> scalar text (env, params). */
+static int get_kvs(struct ctx *c, const char *key, const yaml_node_t *v, bool ident_names,
+                   struct dag_kv **out, size_t *n_out)
+{
+    char buf[80];
+    if (is_null(v))
+        return 0;
+    if (v->type != YAML_MAPPING_NODE)
+        return fail(c, v, KILN_EINVALID, "'%s' must be a map, got %s", key,
+                    describe(v, buf, sizeof buf));
+    char what[80];
+    snprintf(what, sizeof what, "'%s' names", key);
+    size_t n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+    struct dag_kv *kv = xcalloc(n, sizeof *kv);
+    size_t i = 0;
+    int rc = 0;
+    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = get(c, p->key), *val = get(c, p->value);
+        if ((rc = check_key(c, k, what)) || (rc = check_dup(c, v, p)))
+            break;
+        const char *name = sval(k);
+        bool ok = ident_names ? ident_valid(name) : (*name != '\0' && !strchr(name, '='));
+        if (!ok) {
+            rc = fail(c, k, KILN_EINVALID, "invalid name '%s' in '%s'%s", name, key,
+                      ident_names ? " (" ID_RULE ")" : "");
+            break;
+        }
+        if (val->type != YAML_SCALAR_NODE) {
+            rc = fail(c, val, KILN_EINVALID, "'%s' value for '%s' must be a string or number, got %s",
+                      key, name, describe(val, buf, sizeof buf));
+            break;
+        }
+        const char *s;
+        if ((rc = scalar_text(c, val, "a value", &s)))
+            break;
+        kv[i].key = xstrdup(name);
+        kv[i].value = xstrdup(s);
+        kv[i].pos = node_pos(k);
+        i++;
+    }
+    /* Hand over what was built even on error, so the caller frees it. */
+    *out = kv;
+    *n_out = i;
+    return rc;
+}
+
+static void free_kvs(struct dag_kv *kv, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(kv[i].key);
+        free(kv[i].value);
+    }
+    free(kv);
+}
+
+/* --- tasks ------------------------------------------------------------------ */
+
+static int set_command(struct ctx *c, struct dag_task *t, const yaml_node_t *v)
+{
+    char buf[80];
+    if (v->type == YAML_SCALAR_NODE && !is_null(v))
+        return fail(c, v, KILN_EINVALID,
+                    "'command' must be a list of arguments (argv), e.g. [echo, hello]; "
+                    "for a shell write [sh, -c, \"...\"]");
+    if (v->type == YAML_MAPPING_NODE)
+        return fail(c, v, KILN_EINVALID,
+                    "'command' must be a list of arguments (argv), e.g. [echo, hello], got a map");
+    size_t n = is_null(v) ? 0
+                          : (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if (n == 0)
+        return fail(c, v, KILN_EINVALID,
+                    "'command' must not be empty: give the program and its arguments, "
+                    "e.g. [echo, hello]");
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *a = get(c, v->data.sequence.items.start[i]);
+        const char *s;
+        int rc;
+        if (a->type != YAML_SCALAR_NODE)
+            return fail(c, a, KILN_EINVALID, "'command' arguments must be strings, got %s",
+                        describe(a, buf, sizeof buf));
+        if ((rc = scalar_text(c, a, "'command' arguments", &s)))
+            return rc;
+        if (i == 0 && *s == '\0')
+            return fail(c, a, KILN_EINVALID, "'command' must start with the program to run");
+    }
+    for (size_t i = 0; i < t->argc; i++)
+        free(t->argv[i]);
+    free(t->argv);
+    t->argv = xmalloc((n + 1) * sizeof *t->argv);
+    for (size_t i = 0; i < n; i++)
+        t->argv[i] = xstrdup(sval(get(c, v->data.sequence.items.start[i])));
+    t->argv[n] = NULL;
+    t->argc = n;
+    return 0;
+}
+
+static int add_dep(struct ctx *c, struct dag_task *t, const yaml_node_t *d)
+{
+    char buf[80];
+    const char *s;
+    if (d->type != YAML_SCALAR_NODE || is_null(d))
+        return fail(c, d, KILN_EINVALID, "'deps' entries must be task ids, got %s",
+                    describe(d, buf, sizeof buf));
+    int rc = scalar_text(c, d, "'deps' entries", &s);
+    if (rc == 0)
+        dag_task_add_dep(t, s, node_pos(d));
+    return rc;
+}
+
+static int set_deps(struct ctx *c, struct dag_task *t, const yaml_node_t *v)
+{
+    char buf[80];
+    if (is_null(v))
+        return 0;
+    if (v->type == YAML_SCALAR_NODE)
+        return add_dep(c, t, v);
+    if (v->type != YAML_SEQUENCE_NODE)
+        return fail(c, v, KILN_EINVALID, "'deps' must be a list of task ids, got %s",
+                    describe(v, buf, sizeof buf));
+    for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
+        int rc = add_dep(c, t, get(c, *i));
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int set_choice(struct ctx *c, const char *key, const char *label, const yaml_node_t *v,
+                      const char *const *choices, size_t n, int *out)
+{
+    char buf[80];
+    if (v->type != YAML_SCALAR_NODE || is_null(v))
+        return fail(c, v, KILN_EINVALID, "'%s' must be a string, got %s", key,
+                    describe(v, buf, sizeof buf));
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(sval(v), choices[i]) == 0) {
+            *out = (int)i;
+            return 0;
+        }
+    }
+    struct sbuf b;
+    sbuf_init(&b);
+    sbuf_printf(&b, "unknown %s '%s'", key, sval(v));
+    hint(&b, sval(v), choices, n, label);
+    int rc = fail(c, v, KILN_EINVALID, "%s", b.data);
+    sbuf_free(&b);
+    return rc;
+}
+
+/* Applies one task key (from the task itself or from the default block). */
+static int apply_task_key(struct ctx *c, struct dag_task *t, enum task_key key,
+                          const yaml_node_t *v)
+{
+    const char *name = task_keys[key];
+    char buf[80];
+    int rc = 0, choice;
+    switch (key) {
+    case T_COMMAND: return set_command(c, t, v);
+    case T_DEPS: return set_deps(c, t, v);
+    case T_ENV: {
+        struct dag_kv *kv = NULL;
+        size_t n = 0;
+        rc = get_kvs(c, name, v, false, &kv, &n);
+        if (rc) {
+            free_kvs(kv, n);
+            return rc;
+        }
+        free_kvs(t->env, t->n_env);
+        t->env = kv;
+        t->n_env = n;
+        return 0;
+    }
+    case T_CWD: return get_str(c, name, v, true, &t->cwd);
+    case T_RETRIES:
+        return get_int(c, name, v, 0, INT_MAX - 1, "a non-negative integer", &t->retries);
+    case T_RETRY_DELAY: return get_duration(c, name, v, &t->retry_delay_ms);
+    case T_MAX_RETRY_DELAY: return get_duration(c, name, v, &t->max_retry_delay_ms);
+    case T_TIMEOUT: return get_duration(c, name, v, &t->timeout_ms);
+    case T_BACKOFF: return get_bool(c, name, v, &t->retry_exponential_backoff);
+    case T_TRIGGER_RULE: {
+        const char *rules[TR__COUNT];
+        for (int i = 0; i < TR__COUNT; i++)
+            rules[i] = trigger_rule_name((enum trigger_rule)i);
+        rc = set_choice(c, name, "rules", v, rules, TR__COUNT, &choice);
+        if (rc == 0)
+            t->trigger_rule = (enum trigger_rule)choice;
+        return rc;
+    }
+    case T_PRIORITY_WEIGHT:
+        return get_int(c, name, v, INT_MIN, INT_MAX, "an integer", &t->priority_weight);
+    case T_POOL: {
+        char *pool = NULL;
+        if ((rc = get_str(c, name, v, false, &pool)))
+            return rc;
+        if (!ident_valid(pool)) {
+            free(pool);
+            return fail(c, v, KILN_EINVALID, "invalid pool name %s (" ID_RULE ")",
+                        describe(v, buf, sizeof buf));
+        }
+        free(t->pool);
+        t->pool = pool;
+        return 0;
+    }
+    case T_POOL_SLOTS:
+        return get_int(c, name, v, 1, INT_MAX, "a positive integer", &t->pool_slots);
+    case T_EXECUTOR:
+        rc = set_choice(c, name, "executors", v, executors, ARRAY_LEN(executors), &choice);
+        if (rc == 0) {
+            free(t->executor);
+            t->executor = xstrdup(executors[choice]);
+        }
+        return rc;
+    case T_SKIP_EXIT_CODE:
+        return get_int(c, name, v, 0, 255, "an integer from 0 to 255", &t->skip_exit_code);
+    case T_DESCRIPTION: {
+        /* Checked for type, but the task model has no place for it yet. */
+        char *s = NULL;
+        rc = get_str(c, name, v, true, &s);
+        free(s);
+        return rc;
+    }
+    case T_KUBERNETES:
+        /* The pod spec is read by the Kubernetes executor's own parser; here
+         * only its shape is checked. */
+        if (!is_null(v) && v->type != YAML_MAPPING_NODE)
+            return fail(c, v, KILN_EINVALID, "'kubernetes' must be a map, got %s",
+                        describe(v, buf, sizeof buf));
+        return 0;
+    case T__COUNT: break;
+    }
+    return 0;
+}
+
+/* Checks the keys of a task map or of the default block: strings, known,
+ * each once.  Fills keys[i] with the key index of pair i. */
+static int check_task_keys(struct ctx *c, const yaml_node_t *map, const char *where, int *keys)
+{
+    size_t i = 0;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++, i++) {
+        const yaml_node_t *k = get(c, p->key);
+        int rc;
+        if ((rc = check_key(c, k, "keys")))
+            return rc;
+        keys[i] = key_index(sval(k), task_keys, T__COUNT);
+        if (keys[i] < 0) {
+            char what[400];
+            snprintf(what, sizeof what, "key '%s' in %s", sval(k), where);
+            return unknown_key(c, k, what, task_keys, T__COUNT);
+        }
+        if ((rc = check_dup(c, map, p)))
+            return rc;
+    }
+    return 0;
+}
+
+struct defaults {
+    const yaml_node_t *map; /* NULL: no default block */
+    int *keys;
+    size_t n;
+};
+
+static size_t map_len(const yaml_node_t *m)
+{
+    return (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
+}
+
+static int load_defaults(struct ctx *c, const char *path, const yaml_node_t *v,
+                         struct defaults *def)
+{
+    char buf[80];
+    if (is_null(v))
+        return 0;
+    if (v->type != YAML_MAPPING_NODE)
+        return fail(c, v, KILN_EINVALID, "'default' must be a map of task keys, got %s",
+                    describe(v, buf, sizeof buf));
+    def->map = v;
+    def->n = map_len(v);
+    def->keys = xcalloc(def->n, sizeof *def->keys);
+    int rc = check_task_keys(c, v, "'default'", def->keys);
+    if (rc)
+        return rc;
+    /* Validate the values once, on a scratch task, so that a bad default is
+     * reported at its own position even when no task ends up using it. */
+    struct dag *scratch = dag_new("default", path);
+    struct dag_task *t = dag_add_task(scratch, "default", node_pos(v));
+    size_t i = 0;
+    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top && !rc;
+         p++, i++)
+        rc = apply_task_key(c, t, (enum task_key)def->keys[i], get(c, p->value));
+    dag_free(scratch);
+    return rc;
+}
+
+static int load_task(struct ctx *c, struct dag *d, const yaml_node_t *k, const yaml_node_t *v,
+                     const struct defaults *def)
+{
+    char buf[80];
+    int rc = check_key(c, k, "task ids");
+    if (rc)
+        return rc;
+    const char *id = sval(k);
+    if (!ident_valid(id))
+        return fail(c, k, KILN_EINVALID, "invalid task id '%s' (" ID_RULE ")", id);
+    if (v->type != YAML_MAPPING_NODE)
+        return fail(c, v, KILN_EINVALID, "task '%s' must be a map with at least 'command', got %s",
+                    id, describe(v, buf, sizeof buf));
+
+    struct dag_task *t = dag_add_task(d, id, node_pos(k));
+    size_t n = map_len(v);
+    int *keys = xcalloc(n, sizeof *keys);
+    char where[300];
+    snprintf(where, sizeof where, "task '%s'", id);
+    rc = check_task_keys(c, v, where, keys);
+    bool seen[T__COUNT] = {false};
+    size_t i = 0;
+    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top && !rc;
+         p++, i++) {
+        seen[keys[i]] = true;
+        rc = apply_task_key(c, t, (enum task_key)keys[i], get(c, p->value));
+    }
+    free(keys);
+    for (i = 0; i < def->n && !rc; i++)
+        if (!seen[def->keys[i]])
+            rc = apply_task_key(c, t, (enum task_key)def->keys[i],
+                                get(c, def->map->data.mapping.pairs.start[i].value));
+    if (rc == 0 && t->argc == 0)
+        rc = fail(c, k, KILN_EINVALID, "task '%s' has no 'command'", id);
+    return rc;
+}
+
+static int load_tasks(struct ctx *c, struct dag *d, const yaml_node_t *v,
+                      const struct defaults *def)
+{
+    char buf[80];
+    if (v->type != YAML_MAPPING_NODE || map_len(v) == 0)
+        return fail(c, v, KILN_EINVALID, "'tasks' must be a map of task id -> task, got %s",
+                    v->type == YAML_MAPPING_NODE ? "an empty map" : describe(v, buf, sizeof buf));
+    /* Duplicate task ids are left to dag_finalize(), which finds them with its
+     * hash index instead of comparing every pair of keys. */
+    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+        int rc = load_task(c, d, get(c, p->key), get(c, p->value), def);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* --- the DAG ---------------------------------------------------------------- */
+
+/* "dags/etl.yaml" -> "etl": the DAG id when the file does not name one. */
+static char *id_from_path(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *dot = strrchr(base, '.');
+    return dot && dot != base ? xstrndup(base, (size_t)(dot - base)) : xstrdup(base);
+}
+
+static int load_root(struct ctx *c, struct dag *d, const yaml_node_t *root)
+{
+    char buf[80];
+    if (is_null(root))
+        return fail(c, root, KILN_EINVALID,
+                    "empty DAG file: expected a map with keys like 'dag' and 'tasks'");
+    if (root->type != YAML_MAPPING_NODE)
+        return fail(c, root, KILN_EINVALID,
+                    "a DAG file must be a map with keys like 'dag' and 'tasks', got %s",
+                    describe(root, buf, sizeof buf));
+
+    const yaml_node_t *tasks = NULL, *defaults = NULL;
+    bool have_id = false;
+    int rc = 0;
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start;
+         p < root->data.mapping.pairs.top && !rc; p++) {
+        const yaml_node_t *k = get(c, p->key), *v = get(c, p->value);
+        if ((rc = check_key(c, k, "keys")))
+            break;
+        int key = key_index(sval(k), top_keys, K__COUNT);
+        if (key < 0) {
+            char what[300];
+            snprintf(what, sizeof what, "top-level key '%s'", sval(k));
+            rc = unknown_key(c, k, what, top_keys, K__COUNT);
+            break;
+        }
+        if ((rc = check_dup(c, root, p)))
+            break;
+        const char *name = top_keys[key];
+        switch ((enum top_key)key) {
+        case K_DAG: {
+            char *id = NULL;
+            if ((rc = get_str(c, name, v, false, &id)))
+                break;
+            if (!ident_valid(id)) {
+                rc = fail(c, v, KILN_EINVALID, "invalid dag id '%s' (" ID_RULE ")", id);
+                free(id);
+                break;
+            }
+            free(d->id);
+            d->id = id;
+            have_id = true;
+            break;
+        }
+        case K_DESCRIPTION: rc = get_str(c, name, v, true, &d->description); break;
+        case K_SCHEDULE:
+            rc = get_str(c, name, v, true, &d->schedule);
+            /* "none" reads better than null for a manual-only DAG. */
+            if (rc == 0 && d->schedule && strcasecmp(d->schedule, "none") == 0) {
+                free(d->schedule);
+                d->schedule = NULL;
+            }
+            break;
+        case K_TIMEZONE: rc = get_str(c, name, v, true, &d->timezone); break;
+        case K_START_DATE: rc = get_str(c, name, v, true, &d->start_date); break;
+        case K_CATCHUP: rc = get_bool(c, name, v, &d->catchup); break;
+        case K_MAX_ACTIVE_RUNS:
+            rc = get_int(c, name, v, 1, INT_MAX, "a positive integer", &d->max_active_runs);
+            break;
+        case K_MAX_ACTIVE_TASKS:
+            rc = get_int(c, name, v, 1, INT_MAX, "a positive integer", &d->max_active_tasks);
+            break;
+        case K_PARAMS: rc = get_kvs(c, name, v, true, &d->params, &d->n_params); break;
+        case K_DEFAULT: defaults = v; break;
+        case K_TASKS: tasks = v; break;
+        case K__COUNT: break;
+        }
+    }
+    if (rc)
+        return rc;
+
+    if (!have_id && !ident_valid(d->id))
+        return fail(c, root, KILN_EINVALID,
+                    "no 'dag' key, and the file name '%s' is not a valid dag id (" ID_RULE ")",
+                    d->id);
+    if (tasks == NULL)
+        return fail(c, root, KILN_EINVALID, "missing 'tasks': a DAG needs at least one task");
+
+    struct defaults def = {NULL, NULL, 0};
+    if (defaults)
+        rc = load_defaults(c, d->path, defaults, &def);
+    if (rc == 0)
+        rc = load_tasks(c, d, tasks, &def);
+    free(def.keys);
+    return rc;
+}
+
+/* Line and column of a byte offset, for reader errors (bad encoding), which
+ * carry an offset but no mark. */
+static void offset_pos(const char *buf, size_t len, size_t off, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (buf[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else if (((unsigned char)buf[i] & 0xC0) != 0x80) {
+            (*col)++;
+        }
+    }
+}
+
+static int syntax_error(const char *path, const char *buf, size_t len, yaml_parser_t *p,
+                        struct kiln_err *err)
+{
+    int line, col;
+    if (p->error == YAML_READER_ERROR) {
+        offset_pos(buf, len, p->problem_offset, &line, &col);
+    } else {
+        line = (int)p->problem_mark.line + 1;
+        col = (int)p->problem_mark.column + 1;
+    }
+    const char *problem = p->problem ? p->problem : "cannot parse the file";
+    if (p->error == YAML_MEMORY_ERROR)
+        return kiln_err_set(err, -ENOMEM, "%s: out of memory while parsing", path);
+    if (p->context)
+        return kiln_err_set(err, KILN_EPARSE, "%s:%d:%d: YAML syntax error: %s (%s at %d:%d)",
+                            path, line, col, problem, p->context,
+                            (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
+    return kiln_err_set(err, KILN_EPARSE, "%s:%d:%d: YAML syntax error: %s", path, line, col,
+                        problem);
+}
+
+int load_yaml_buf(const char *path, const char *buf, size_t len, struct dag **out,
+                  struct kiln_err *err)
+{
+    *out = NULL;
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&parser))
+        return kiln_err_set(err, -ENOMEM, "%s: cannot initialize the YAML parser", path);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        int rc = syntax_error(path, buf, len, &parser, err);
+        yaml_parser_delete(&parser);
+        return rc;
+    }
+
+    struct ctx c = {path, &doc, err};
+    int rc = 0;
+    const yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (root == NULL) {
+        rc = kiln_err_set(err, KILN_EINVALID,
+                          "%s:1:1: empty DAG file: expected a map with keys like 'dag' and "
+                          "'tasks'",
+                          path);
+    } else {
+        /* A second document would be silently ignored; say so instead. */
+        yaml_document_t next;
+        if (!yaml_parser_load(&parser, &next)) {
+            rc = syntax_error(path, buf, len, &parser, err);
+        } else {
+            if (yaml_document_get_root_node(&next) != NULL)
+                rc = kiln_err_set(err, KILN_EINVALID,
+                                  "%s:%d:%d: a DAG file holds one YAML document, found a second",
+                                  path, (int)next.start_mark.line + 1,
+                                  (int)next.start_mark.column + 1);
+            yaml_document_delete(&next);
+        }
+    }
+
+    struct dag *d = NULL;
+    if (rc == 0) {
+        char *id = id_from_path(path);
+        d = dag_new(id, path);
+        free(id);
+        rc = load_root(&c, d, root);
+        if (rc == 0)
+            rc = dag_finalize(d, err);
+    }
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    if (rc) {
+        dag_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+int load_yaml_file(const char *path, struct dag **out, struct kiln_err *err)
+{
+    char *buf;
+    size_t len;
+    *out = NULL;
+    int rc = file_read_all(path, &buf, &len);
+    if (rc)
+        return kiln_err_set(err, rc, "%s: cannot read: %s", path, strerror(-rc));
+    rc = load_yaml_buf(path, buf, len, out, err);
+    free(buf);
+    return rc;
+}

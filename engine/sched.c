@@ -1,1 +1,0 @@
-/* stub, to be written */ typedef int stub_sched_t;

@@ -1,3 +1,0 @@
-#ifndef STUB_sched
-#define STUB_sched
-#endif

@@ -1,0 +1,3 @@
+#ifndef STUB_config
+#define STUB_config
+#endif

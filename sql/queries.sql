@@ -1,0 +1,94 @@
+-- Named statements, prepared once by store.c.  Each block starts with
+-- "-- name: NAME"; tools/embed-sql.sh turns NAME into the constant Q_NAME.
+
+-- name: begin
+BEGIN IMMEDIATE;
+-- name: commit
+COMMIT;
+-- name: rollback
+ROLLBACK;
+
+-- name: dag_upsert
+INSERT INTO dags (dag_id, path, updated_us) VALUES (?1, ?2, ?3)
+ON CONFLICT (dag_id) DO UPDATE SET path = excluded.path, updated_us = excluded.updated_us;
+-- name: dag_set_version
+UPDATE dags SET current_version = ?2 WHERE dag_id = ?1;
+-- name: dag_set_paused
+UPDATE dags SET paused = ?2, updated_us = ?3 WHERE dag_id = ?1;
+-- name: dag_get
+SELECT dag_id, path, paused, current_version FROM dags WHERE dag_id = ?1;
+-- name: dag_list
+SELECT dag_id, path, paused, current_version FROM dags ORDER BY dag_id;
+
+-- name: version_find
+SELECT id FROM dag_versions WHERE dag_id = ?1 AND hash = ?2;
+-- name: version_insert
+INSERT INTO dag_versions (dag_id, hash, path, source, created_us) VALUES (?1, ?2, ?3, ?4, ?5);
+-- name: version_get
+SELECT id, dag_id, hash, path, source FROM dag_versions WHERE id = ?1;
+
+-- name: run_insert
+INSERT INTO runs (dag_id, run_id, version_id, run_type, state, params, logical_us, created_us)
+VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7);
+-- name: run_set_state
+UPDATE runs SET state = ?2,
+       start_us = COALESCE(?3, start_us),
+       end_us = ?4
+ WHERE id = ?1;
+-- name: run_get
+SELECT id, dag_id, run_id, version_id, run_type, state, params, logical_us, created_us,
+       start_us, end_us FROM runs WHERE id = ?1;
+-- name: run_find
+SELECT id FROM runs WHERE dag_id = ?1 AND run_id = ?2;
+-- name: run_latest
+SELECT id FROM runs WHERE dag_id = ?1 ORDER BY id DESC LIMIT 1;
+-- name: run_unfinished
+SELECT id FROM runs WHERE state IN ('queued', 'running') ORDER BY id;
+-- name: run_list
+SELECT id, dag_id, run_id, version_id, run_type, state, params, logical_us, created_us,
+       start_us, end_us FROM runs
+ WHERE (?1 IS NULL OR dag_id = ?1) AND (?2 IS NULL OR state = ?2)
+ ORDER BY id DESC LIMIT ?3;
+-- name: run_count_active
+SELECT count(*) FROM runs WHERE dag_id = ?1 AND state = 'running';
+
+-- name: ti_insert
+INSERT INTO task_instances (run_pk, task_id, task_index, state, max_tries, updated_us)
+VALUES (?1, ?2, ?3, 'none', ?4, ?5);
+-- name: ti_set_state
+UPDATE task_instances SET state = ?2, try_number = ?3, retry_at_us = ?4, reason = ?5,
+       start_us = ?6, end_us = ?7, updated_us = ?8, max_tries = ?9
+ WHERE id = ?1;
+-- name: ti_list
+SELECT id, task_id, task_index, state, try_number, max_tries, retry_at_us, reason,
+       start_us, end_us FROM task_instances WHERE run_pk = ?1 ORDER BY task_index;
+
+-- name: try_insert
+INSERT INTO tries (ti_pk, try_number, state, executor, queued_us, log_path)
+VALUES (?1, ?2, 'queued', ?3, ?4, ?5);
+-- name: try_started
+UPDATE tries SET state = 'running', executor_id = ?2, start_us = ?3 WHERE id = ?1;
+-- name: try_finished
+UPDATE tries SET state = ?2, end_us = ?3, exit_code = CASE WHEN ?4 < 0 THEN NULL ELSE ?4 END,
+       signal = nullif(?5, 0), reason = ?6,
+       start_us = COALESCE(start_us, ?7), outputs = ?8
+ WHERE id = ?1;
+-- name: try_get_latest
+SELECT id, try_number, state, executor, executor_id, queued_us, start_us, end_us, exit_code,
+       signal, reason, log_path, outputs FROM tries WHERE ti_pk = ?1 ORDER BY try_number DESC LIMIT 1;
+-- name: try_list
+SELECT id, try_number, state, executor, executor_id, queued_us, start_us, end_us, exit_code,
+       signal, reason, log_path, outputs FROM tries WHERE ti_pk = ?1 ORDER BY try_number;
+
+-- name: audit_insert
+INSERT INTO audit_log (at_us, actor, action, dag_id, run_id, task_id, detail)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7);
+
+-- name: command_insert
+INSERT INTO commands (created_us, actor, body) VALUES (?1, ?2, ?3);
+-- name: command_pending
+SELECT id, actor, body FROM commands WHERE state = 'pending' ORDER BY id LIMIT 64;
+-- name: command_finish
+UPDATE commands SET state = ?2, result = ?3, done_us = ?4 WHERE id = ?1;
+-- name: command_get
+SELECT state, result FROM commands WHERE id = ?1;
