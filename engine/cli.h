@@ -1,0 +1,72 @@
+/* cli: the `kiln` command.  One file per command family; each family's
+ * entry point takes the arguments after its name.
+ *
+ * Exit codes (the same for every command, so scripts can rely on them):
+ *   0  success
+ *   1  the operation ran and failed (a run failed, a DAG file has errors)
+ *   2  usage error or invalid input
+ *   3  not found (DAG, run, task)
+ *   4  refused in the current state (e.g. clearing a running task)
+ *   5  the daemon did not answer in time */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "settings.h"
+#include "store.h"
+
+enum {
+    EXIT_OK = 0,
+    EXIT_FAILED = 1,
+    EXIT_USAGE = 2,
+    EXIT_NOTFOUND = 3,
+    EXIT_STATE = 4,
+    EXIT_TIMEOUT = 5,
+};
+
+struct cli {
+    struct kiln_settings cfg;
+    bool json;                 /* -o json */
+    bool home_given;           /* --home or KILN_HOME set explicitly */
+    const char *self_exe;
+    int argc;                  /* arguments left after the global options */
+    char **argv;
+};
+
+/* Parses the global options (--home, --dags, --config, --parallelism,
+ * --executor, --pool, --bind, --port, -o, -v) anywhere in argv and loads
+ * the settings.  Returns 0, or an exit code after printing the problem. */
+int cli_init(struct cli *c, int argc, char **argv);
+void cli_free(struct cli *c);
+/* Prints the common options for --help texts. */
+void cli_print_common_help(FILE *f);
+bool cli_wants_help(int argc, char **argv);
+
+/* Opens the home's database (creating it), or prints why not. */
+int cli_open_store(struct cli *c, struct store **out);
+
+/* Applies a mutation: through the running daemon if there is one (and waits
+ * up to 15 s for its answer), else directly.  Prints errors; returns an exit
+ * code and, on success, the result JSON in *result (caller frees). */
+int cli_mutate(struct cli *c, const char *body, char **result);
+
+/* Maps an error code to an exit code. */
+int cli_exit_code(int rc);
+const char *cli_actor(void);
+
+int cli_serve(struct cli *c);
+int cli_dags(struct cli *c);
+int cli_runs(struct cli *c);
+int cli_tasks(struct cli *c);
+int cli_db(struct cli *c);
+int cli_dags_test(struct cli *c, int argc, char **argv);
+
+struct json_object;
+/* Prints the task instances of a run as a table, or appends them to `into`
+ * (a JSON array) when given; with -o json and no `into`, prints JSON. */
+int cli_print_tis(struct cli *c, struct store *st, int64_t run_pk, struct json_object *into);
+
+#endif

@@ -351,8 +351,9 @@ static int get_kvs(struct ctx *c, const char *key, const yaml_node_t *v, bool id
             break;
         }
         if (val->type != YAML_SCALAR_NODE) {
-            rc = fail(c, val, KILN_EINVALID, "'%s' value for '%s' must be a string or number, got %s",
-                      key, name, describe(val, buf, sizeof buf));
+            rc = fail(c, val, KILN_EINVALID,
+                      "'%s' value for '%s' must be a string or number, got %s", key, name,
+                      describe(val, buf, sizeof buf));
             break;
         }
         const char *s;
@@ -478,7 +479,7 @@ static int apply_task_key(struct ctx *c, struct dag_task *t, enum task_key key,
 {
     const char *name = task_keys[key];
     char buf[80];
-    int rc = 0, choice;
+    int rc = 0, choice = 0;
     switch (key) {
     case T_COMMAND: return set_command(c, t, v);
     case T_DEPS: return set_deps(c, t, v);
@@ -814,7 +815,9 @@ int load_yaml_buf(const char *path, const char *buf, size_t len, struct dag **ou
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser))
         return kiln_err_set(err, -ENOMEM, "%s: cannot initialize the YAML parser", path);
-    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    /* libyaml asserts on a NULL input even when it is empty. */
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(buf ? buf : ""),
+                                 buf ? len : 0);
     if (!yaml_parser_load(&parser, &doc)) {
         int rc = syntax_error(path, buf, len, &parser, err);
         yaml_parser_delete(&parser);

@@ -92,3 +92,19 @@ SELECT id, actor, body FROM commands WHERE state = 'pending' ORDER BY id LIMIT 6
 UPDATE commands SET state = ?2, result = ?3, done_us = ?4 WHERE id = ?1;
 -- name: command_get
 SELECT state, result FROM commands WHERE id = ?1;
+
+-- name: run_find_pk
+SELECT id FROM runs WHERE id = ?1 AND dag_id = ?2;
+
+-- A command's writes are undone together if it fails half-way, without
+-- touching the rest of the turn's transaction.
+-- name: savepoint
+SAVEPOINT cmd;
+-- name: release
+RELEASE cmd;
+-- name: rollback_to
+ROLLBACK TO cmd;
+
+-- name: ti_get
+SELECT id, task_id, task_index, state, try_number, max_tries, retry_at_us, reason,
+       start_us, end_us FROM task_instances WHERE run_pk = ?1 AND task_id = ?2;
