@@ -108,7 +108,7 @@ static int dags_list(struct cli *c)
         }
     }
     if (c->json) {
-        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                      JSON_C_TO_STRING_NOSLASHESCAPE));
     } else if (bad) {
         printf("\n%zu file(s) with errors:\n", bad);
@@ -194,7 +194,7 @@ static int dags_show(struct cli *c, const char *dag_id)
     }
     json_object_object_add(o, "tasks", tasks);
     if (c->json)
-        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
     dag_free(d);

@@ -119,7 +119,7 @@ static int runs_list(struct cli *c, int argc, char **argv)
     struct kiln_err err = { 0 };
     int rc = store_exec(st, Q_run_list, run_row, &lc, &err, "ssi", dag, state, limit);
     if (c->json)
-        puts(json_object_to_json_string_ext(lc.arr, JSON_C_TO_STRING_PRETTY |
+        puts(json_object_to_json_string_ext(lc.arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                         JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(lc.arr);
     store_close(st);
@@ -163,7 +163,7 @@ int cli_print_tis(struct cli *c, struct store *st, int64_t run_pk, struct json_o
     struct kiln_err err = { 0 };
     int rc = store_exec(st, Q_ti_list, ti_row, &lc, &err, "i", run_pk);
     if (c->json && !into)
-        puts(json_object_to_json_string_ext(lc.arr, JSON_C_TO_STRING_PRETTY |
+        puts(json_object_to_json_string_ext(lc.arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                         JSON_C_TO_STRING_NOSLASHESCAPE));
     if (!into)
         json_object_put(lc.arr);
@@ -196,7 +196,7 @@ static int runs_show(struct cli *c, const char *dag, const char *sel)
         struct json_object *tis = json_object_new_array();
         cli_print_tis(c, st, pk, tis);
         json_object_object_add(run, "tasks", tis);
-        puts(json_object_to_json_string_ext(run, JSON_C_TO_STRING_PRETTY |
+        puts(json_object_to_json_string_ext(run, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                      JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(run);
     } else {

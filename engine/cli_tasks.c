@@ -137,7 +137,7 @@ static int tasks_show(struct cli *c, char **argv)
         json_object_object_add(o, "task", json_object_new_string(argv[2]));
         json_object_object_add(o, "state", json_object_new_string(ti.state));
         json_object_object_add(o, "tries", json_object_get(t.arr));
-        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
     } else {

@@ -59,6 +59,7 @@ struct srun {
     struct srun *qnext;            /* sdag queue */
     bool queued_in_sd;
     bool finished;
+    bool cancelled;                /* ends failed whatever its leaves say */
 };
 
 struct vcache {
@@ -603,7 +604,7 @@ static void run_maybe_finish(struct sched *s, struct srun *r)
     if (r->n_unfinished > 0 || r->state != RUN_RUNNING)
         return;
     /* A run fails when a leaf task failed under its trigger rule. */
-    enum run_state final = RUN_SUCCESS;
+    enum run_state final = r->cancelled ? RUN_FAILED : RUN_SUCCESS;
     for (size_t i = 0; i < r->dag->n_tasks; i++) {
         const struct sti *ti = &r->tis[i];
         if (r->dag->tasks[i].n_down == 0 &&
@@ -1654,17 +1655,20 @@ int sched_cancel_run(struct sched *s, int64_t run_pk, const char *reason, struct
     if (r->finished)
         return kiln_err_set(err, KILN_ESTATE, "run %s is already %s", r->run_id,
                             run_state_name(r->state));
-    for (size_t i = 0; i < r->dag->n_tasks; i++) {
-        struct sti *ti = &r->tis[i];
-        if (ti_state_terminal(ti->state))
-            continue;
-        bool in_flight = ti->state == TI_RUNNING || ti->state == TI_QUEUED;
-        rc = sched_mark(s, run_pk, r->dag->tasks[i].id, in_flight ? TI_FAILED : TI_SKIPPED,
-                        reason, err);
-        if (rc < 0)
-            return rc;
-        if (r->finished)
-            break;
+    /* Tasks that have not started are skipped first, so that failing the
+     * running ones does not turn them into upstream_failed. */
+    r->cancelled = true;
+    for (int pass = 0; pass < 2 && !r->finished; pass++) {
+        for (size_t i = 0; i < r->dag->n_tasks && !r->finished; i++) {
+            struct sti *ti = &r->tis[i];
+            bool in_flight = ti->state == TI_RUNNING || ti->state == TI_QUEUED;
+            if (ti_state_terminal(ti->state) || in_flight != (pass == 1))
+                continue;
+            rc = sched_mark(s, run_pk, r->dag->tasks[i].id, in_flight ? TI_FAILED : TI_SKIPPED,
+                            reason, err);
+            if (rc < 0)
+                return rc;
+        }
     }
     if (r->state == RUN_QUEUED) {
         sd_dequeue_run(r->sd, r);
