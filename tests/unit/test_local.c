@@ -47,10 +47,11 @@ struct rec {
 struct tctx {
     uv_loop_t loop;
     uv_timer_t timer;
+    uv_timer_t tick;          /* wakes the loop so file-based predicates are seen */
     bool timed_out;
     struct executor *ex;
     bool closed;
-    char home[512];
+    char home[1024];
     struct rec recs[MAX_RECS];
     int nrecs;
     pid_t strays[8];          /* process groups to kill at the end */
@@ -101,6 +102,10 @@ static void on_timer(uv_timer_t *h)
     t->timed_out = true;
 }
 
+static void on_tick(uv_timer_t *h)
+{
+}
+
 typedef bool (*pred_fn)(struct tctx *t, int64_t arg);
 
 /* Runs the loop until pred holds or timeout_ms pass; a broken test fails
@@ -109,9 +114,11 @@ static bool run_until(struct tctx *t, pred_fn pred, int64_t arg, int timeout_ms)
 {
     t->timed_out = false;
     uv_timer_start(&t->timer, on_timer, (uint64_t)timeout_ms, 0);
+    uv_timer_start(&t->tick, on_tick, 10, 10);
     while (!pred(t, arg) && !t->timed_out)
         uv_run(&t->loop, UV_RUN_ONCE);
     uv_timer_stop(&t->timer);
+    uv_timer_stop(&t->tick);
     return pred(t, arg);
 }
 
@@ -208,6 +215,7 @@ static int setup(void **state)
     assert_int_equal(mkdir(logs, 0755), 0);
     assert_int_equal(uv_loop_init(&t->loop), 0);
     uv_timer_init(&t->loop, &t->timer);
+    uv_timer_init(&t->loop, &t->tick);
     t->timer.data = t;
     *state = t;
     return 0;
@@ -218,6 +226,7 @@ static int teardown(void **state)
     struct tctx *t = *state;
     exec_close(t);
     uv_close((uv_handle_t *)&t->timer, NULL);
+    uv_close((uv_handle_t *)&t->tick, NULL);
     uv_run(&t->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&t->loop);
     for (int i = 0; i < t->nstrays; i++)
@@ -774,7 +783,10 @@ static void test_bad_messages(void **state)
     int pid = shepherd_pid(t);
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/shepherd.sock", t->home);
+    char sock[PATH_MAX];
+    snprintf(sock, sizeof sock, "%s/shepherd.sock", t->home);
+    assert_true(strlen(sock) < sizeof sa.sun_path);
+    memcpy(sa.sun_path, sock, strlen(sock) + 1);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     char junk[200];
     memset(junk, 0xA5, sizeof junk);
@@ -793,14 +805,15 @@ static void test_bad_messages(void **state)
 static void test_long_home(void **state)
 {
     struct tctx *t = *state;
-    char deep[1024];
+    char deep[PATH_MAX];
     snprintf(deep, sizeof deep, "%s/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/"
              "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb/cccccccccccccccccccccccccccccccc",
              t->home);
     assert_int_equal(mkdir_p(deep, 0700), 0);
-    char saved[512];
+    char saved[1024];
     snprintf(saved, sizeof saved, "%s", t->home);
-    snprintf(t->home, sizeof t->home, "%s", deep);
+    assert_true(strlen(deep) < sizeof t->home);
+    memcpy(t->home, deep, strlen(deep) + 1);
     char logs[PATH_MAX + 8];
     snprintf(logs, sizeof logs, "%s/logs", t->home);
     assert_int_equal(mkdir(logs, 0755), 0);
