@@ -109,6 +109,7 @@ struct sched {
     struct trymap tries;
     struct sti **work;             /* task instances whose upstream counts changed */
     size_t n_work, cap_work;
+    bool draining;
     struct pending_start *starts;
     size_t n_starts, cap_starts;
 
@@ -497,11 +498,15 @@ static void ti_set(struct sched *s, struct sti *ti, enum ti_state to, const char
     }
 }
 
-/* Applies trigger rules to the queued task instances. */
+/* Applies trigger rules to the queued task instances, first in first out,
+ * so tasks of equal priority become ready in the order they were written. */
 static void drain_work(struct sched *s)
 {
-    while (s->n_work > 0) {
-        struct sti *ti = s->work[--s->n_work];
+    if (s->draining)
+        return;
+    s->draining = true;
+    for (size_t head = 0; head < s->n_work; head++) {
+        struct sti *ti = s->work[head];
         if (ti->state != TI_NONE || ti->run->state != RUN_RUNNING)
             continue;
         switch (trigger_eval(ti_task(ti)->trigger_rule, &ti->up)) {
@@ -518,6 +523,8 @@ static void drain_work(struct sched *s)
             break;
         }
     }
+    s->n_work = 0;
+    s->draining = false;
 }
 
 /* ---- runs --------------------------------------------------------------- */

@@ -82,9 +82,10 @@ bool run_transition_ok(enum run_state from, enum run_state to)
     switch (from) {
     case RUN_QUEUED: return to == RUN_RUNNING || to == RUN_FAILED;
     case RUN_RUNNING: return to == RUN_SUCCESS || to == RUN_FAILED;
-    /* A cleared task re-opens a finished run. */
-    case RUN_SUCCESS:
-    case RUN_FAILED: return to == RUN_QUEUED || to == RUN_RUNNING;
+    /* A cleared task re-opens a finished run; a task marked by a user can
+     * turn a finished run's outcome. */
+    case RUN_SUCCESS: return to == RUN_QUEUED || to == RUN_RUNNING || to == RUN_FAILED;
+    case RUN_FAILED: return to == RUN_QUEUED || to == RUN_RUNNING || to == RUN_SUCCESS;
     default: return false;
     }
 }
