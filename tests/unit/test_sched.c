@@ -175,11 +175,18 @@ static struct fx *fx_new(int parallelism, const struct sched_pool *pools, size_t
     return x;
 }
 
+static void on_sched_closed(void *arg)
+{
+    *(bool *)arg = true;
+}
+
 static void fx_close_sched(struct fx *x)
 {
+    bool closed = false;
     fake_close(&x->fake.base, NULL);
-    sched_close(x->s, NULL, NULL);
-    uv_run(&x->loop, UV_RUN_NOWAIT);
+    sched_close(x->s, on_sched_closed, &closed);
+    while (!closed)
+        uv_run(&x->loop, UV_RUN_ONCE);
     sched_free(x->s);
     store_close(x->st);
     x->s = NULL;
