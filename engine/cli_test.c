@@ -210,6 +210,13 @@ static void on_event(void *arg, const struct sched_event *ev)
     }
 }
 
+static int add_task_row(void *arg, struct store_row *r)
+{
+    struct tview *v = find_task(arg, store_col_text(r, 1));
+    snprintf(v->state, sizeof v->state, "%s", store_col_text(r, 3));
+    return 0;
+}
+
 static void on_sigint(uv_signal_t *h, int sig)
 {
     struct test *t = h->data;
@@ -307,6 +314,8 @@ int cli_dags_test(struct cli *c, int argc, char **argv)
     t.run_pk = run_pk;
     json_object_put(res);
     free(result);
+    /* Every task is listed from the start, in the DAG's order. */
+    store_exec(engine_store(t.e), Q_ti_list, add_task_row, &t, NULL, "i", run_pk);
     uv_timer_init(&loop, &t.redraw);
     uv_timer_start(&t.redraw, on_redraw, 100, 100);
     uv_signal_init(&loop, &t.sigint);
