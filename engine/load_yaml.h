@@ -1,4 +1,5 @@
-/* load_yaml: YAML DAG file -> struct dag (libyaml event API).
+/* load_yaml: YAML DAG file -> struct dag (libyaml document API: every node
+ * keeps its line and column).
  *
  * Every error is "FILE:LINE:COL: message" (1-based), for example
  *   dags/etl.yaml:7:5: unknown key 'retires' in task 'load' (did you mean 'retries'?)

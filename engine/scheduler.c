@@ -606,27 +606,39 @@ static void sd_release_parked(struct sched *s, struct tiheap *h, int n)
     mark_dirty(s);
 }
 
-static void run_maybe_finish(struct sched *s, struct srun *r)
+/* A run fails when a leaf task failed under its trigger rule, or when it
+ * was cancelled. */
+static enum run_state run_outcome(const struct srun *r)
 {
-    if (r->n_unfinished > 0 || r->state != RUN_RUNNING)
-        return;
-    /* A run fails when a leaf task failed under its trigger rule. */
-    enum run_state final = r->cancelled ? RUN_FAILED : RUN_SUCCESS;
-    for (size_t i = 0; i < r->dag->n_tasks; i++) {
-        const struct sti *ti = &r->tis[i];
+    if (r->cancelled)
+        return RUN_FAILED;
+    for (size_t i = 0; i < r->dag->n_tasks; i++)
         if (r->dag->tasks[i].n_down == 0 &&
-            (ti->state == TI_FAILED || ti->state == TI_UPSTREAM_FAILED))
-            final = RUN_FAILED;
-    }
-    run_set_state(s, r, final);
+            (r->tis[i].state == TI_FAILED || r->tis[i].state == TI_UPSTREAM_FAILED))
+            return RUN_FAILED;
+    return RUN_SUCCESS;
+}
+
+/* Takes a finished run out of the active list; it is freed at the end of
+ * the turn, after every callback that may still hold it has returned. */
+static void run_retire(struct sched *s, struct srun *r)
+{
     r->finished = true;
-    r->sd->active_runs--;
     run_unlink(s, r);
     if (s->n_finished == s->cap_finished) {
         s->cap_finished = s->cap_finished ? s->cap_finished * 2 : 16;
         s->finished = xrealloc(s->finished, s->cap_finished * sizeof *s->finished);
     }
     s->finished[s->n_finished++] = r;
+}
+
+static void run_maybe_finish(struct sched *s, struct srun *r)
+{
+    if (r->n_unfinished > 0 || r->state != RUN_RUNNING)
+        return;
+    run_set_state(s, r, run_outcome(r));
+    r->sd->active_runs--;
+    run_retire(s, r);
     /* The next queued run of this DAG may start now. */
     struct srun *next = r->sd->queued_head;
     if (next) {
@@ -1406,13 +1418,7 @@ static int load_run(struct sched *s, int64_t run_pk, bool even_finished, struct 
     if (run_state_terminal(r->state)) {
         /* Loaded for a user action; dropped at the end of the turn unless
          * the action re-opens it. */
-        r->finished = true;
-        run_unlink(s, r);
-        if (s->n_finished == s->cap_finished) {
-            s->cap_finished = s->cap_finished ? s->cap_finished * 2 : 16;
-            s->finished = xrealloc(s->finished, s->cap_finished * sizeof *s->finished);
-        }
-        s->finished[s->n_finished++] = r;
+        run_retire(s, r);
         *out = r;
         goto done;
     }
@@ -1597,16 +1603,6 @@ out:
     return rc;
 }
 
-static void run_refinish(struct sched *s, struct srun *r)
-{
-    enum run_state final = RUN_SUCCESS;
-    for (size_t i = 0; i < r->dag->n_tasks; i++)
-        if (r->dag->tasks[i].n_down == 0 &&
-            (r->tis[i].state == TI_FAILED || r->tis[i].state == TI_UPSTREAM_FAILED))
-            final = RUN_FAILED;
-    run_set_state(s, r, final);
-}
-
 int sched_mark(struct sched *s, int64_t run_pk, const char *task_id, enum ti_state to,
                const char *reason, struct kiln_err *err)
 {
@@ -1642,7 +1638,7 @@ int sched_mark(struct sched *s, int64_t run_pk, const char *task_id, enum ti_sta
         return rc;
     recount(r);
     if (r->finished) {
-        run_refinish(s, r);
+        run_set_state(s, r, run_outcome(r));
     } else if (r->state == RUN_RUNNING) {
         const struct dag_task *t = ti_task(ti);
         for (size_t j = 0; j < t->n_down; j++)
@@ -1681,13 +1677,7 @@ int sched_cancel_run(struct sched *s, int64_t run_pk, const char *reason, struct
         sd_dequeue_run(r->sd, r);
         recount(r);
         run_set_state(s, r, RUN_FAILED);
-        r->finished = true;
-        run_unlink(s, r);
-        if (s->n_finished == s->cap_finished) {
-            s->cap_finished = s->cap_finished ? s->cap_finished * 2 : 16;
-            s->finished = xrealloc(s->finished, s->cap_finished * sizeof *s->finished);
-        }
-        s->finished[s->n_finished++] = r;
+        run_retire(s, r);
     }
     return 0;
 }
