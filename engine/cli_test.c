@@ -56,16 +56,18 @@ struct test {
     int64_t run_pk;
 };
 
-static struct tview *find_task(struct test *t, const char *id)
+/* The view of the task at DAG position idx (the rows come in DAG order). */
+static struct tview *task_at(struct test *t, int idx, const char *id)
 {
-    for (size_t i = 0; i < t->n_tasks; i++)
-        if (strcmp(t->tasks[i].id, id) == 0)
-            return &t->tasks[i];
-    t->tasks = xrealloc(t->tasks, (t->n_tasks + 1) * sizeof *t->tasks);
-    struct tview *v = &t->tasks[t->n_tasks++];
-    memset(v, 0, sizeof *v);
-    v->id = xstrdup(id);
-    snprintf(v->state, sizeof v->state, "none");
+    while ((size_t)idx >= t->n_tasks) {
+        t->tasks = xrealloc(t->tasks, (t->n_tasks + 1) * sizeof *t->tasks);
+        struct tview *v = &t->tasks[t->n_tasks++];
+        memset(v, 0, sizeof *v);
+        snprintf(v->state, sizeof v->state, "none");
+    }
+    struct tview *v = &t->tasks[idx];
+    if (!v->id)
+        v->id = xstrdup(id);
     return v;
 }
 
@@ -181,7 +183,7 @@ static void on_event(void *arg, const struct sched_event *ev)
             finish(t);
         return;
     }
-    struct tview *v = find_task(t, ev->task_id);
+    struct tview *v = task_at(t, ev->task_index, ev->task_id);
     snprintf(v->state, sizeof v->state, "%s", ev->state);
     v->try_number = ev->try_number;
     free(v->reason);
@@ -212,7 +214,7 @@ static void on_event(void *arg, const struct sched_event *ev)
 
 static int add_task_row(void *arg, struct store_row *r)
 {
-    struct tview *v = find_task(arg, store_col_text(r, 1));
+    struct tview *v = task_at(arg, (int)store_col_int(r, 2), store_col_text(r, 1));
     snprintf(v->state, sizeof v->state, "%s", store_col_text(r, 3));
     return 0;
 }

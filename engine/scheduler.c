@@ -389,7 +389,8 @@ static void emit_ti(struct sched *s, struct sti *ti)
                                    : NULL;
     struct sched_event ev = {
         .dag_id = ti->run->sd->dag_id, .run_id = ti->run->run_id, .run_pk = ti->run->pk,
-        .task_id = ti_task(ti)->id, .state = ti_state_name(ti->state),
+        .task_id = ti_task(ti)->id, .task_index = (int)ti->idx,
+        .state = ti_state_name(ti->state),
         .try_number = ti->try_number, .reason = ti->reason, .log_path = log,
     };
     s->observer(s->observer_arg, &ev);
@@ -401,7 +402,7 @@ static void emit_run(struct sched *s, struct srun *r)
     if (!s->observer)
         return;
     struct sched_event ev = {
-        .dag_id = r->sd->dag_id, .run_id = r->run_id, .run_pk = r->pk,
+        .dag_id = r->sd->dag_id, .run_id = r->run_id, .run_pk = r->pk, .task_index = -1,
         .state = run_state_name(r->state),
     };
     s->observer(s->observer_arg, &ev);

@@ -49,6 +49,7 @@ struct sched_event {
     const char *run_id;
     int64_t run_pk;
     const char *task_id;         /* NULL for a run event */
+    int task_index;              /* position of the task in its DAG, -1 for a run event */
     const char *state;
     int try_number;
     const char *reason;

@@ -10,6 +10,7 @@
 struct noop_exec {
     struct executor base;
     uv_check_t check;              /* completes the batch after the loop's poll */
+    uv_idle_t idle;                /* while a batch waits, the poll must not block */
     int64_t *pending;
     size_t n, cap;
     void (*close_done)(struct executor *);
@@ -24,6 +25,7 @@ static void on_check(uv_check_t *h)
     x->pending = NULL;
     x->n = x->cap = 0;
     uv_check_stop(&x->check);
+    uv_idle_stop(&x->idle);
     int64_t now = now_us();
     for (size_t i = 0; i < n; i++) {
         x->base.on_started(x->base.cb_arg, batch[i], "noop", now);
@@ -31,6 +33,11 @@ static void on_check(uv_check_t *h)
         x->base.on_done(x->base.cb_arg, &res);
     }
     free(batch);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    (void)h;
 }
 
 static void queue(struct noop_exec *x, int64_t try_id)
@@ -41,6 +48,7 @@ static void queue(struct noop_exec *x, int64_t try_id)
     }
     x->pending[x->n++] = try_id;
     uv_check_start(&x->check, on_check);
+    uv_idle_start(&x->idle, on_idle);
 }
 
 static int noop_start(struct executor *ex, const struct exec_spec *spec, struct kiln_err *err)
@@ -62,6 +70,11 @@ static int noop_adopt(struct executor *ex, const struct exec_spec *spec, const c
     return 0;
 }
 
+static void on_idle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
 static void on_closed(uv_handle_t *h)
 {
     struct noop_exec *x = container_of((uv_check_t *)h, struct noop_exec, check);
@@ -76,6 +89,9 @@ static void noop_close(struct executor *ex, void (*done_cb)(struct executor *))
 {
     struct noop_exec *x = (struct noop_exec *)ex;
     x->close_done = done_cb;
+    /* Handles close in the order asked, so the check handle's callback,
+     * which frees x, runs after the idle handle's. */
+    uv_close((uv_handle_t *)&x->idle, on_idle_closed);
     uv_close((uv_handle_t *)&x->check, on_closed);
 }
 
@@ -90,6 +106,7 @@ int exec_noop_new(struct executor **out, uv_loop_t *loop)
     x->base.ops = &noop_ops;
     x->base.loop = loop;
     uv_check_init(loop, &x->check);
+    uv_idle_init(loop, &x->idle);
     *out = &x->base;
     return 0;
 }
