@@ -435,8 +435,10 @@ static int connect_shepherd(struct exec_local *ex, struct kiln_err *err)
                                 ex->sock_path, strerror(-fd));
         if (mono_us() > deadline)
             return kiln_err_set(err, KILN_EEXEC,
-                                "the task shepherd did not come up within 5 s (see %s/shepherd.log)",
-                                ex->home);
+                                "the task shepherd did not come up within 5 s: a shepherd holds "
+                                "%s/shepherd.lock (its pid is in that file) but does not answer "
+                                "on %s; see %s/shepherd.log",
+                                ex->home, ex->sock_path, ex->home);
         if (fd == -EAGAIN) {    /* its backlog is full */
             sleep_ms(1);
             continue;
@@ -447,9 +449,9 @@ static int connect_shepherd(struct exec_local *ex, struct kiln_err *err)
         if (st == SHP_EXIT_BUSY)
             sleep_ms(10);    /* another shepherd is starting or exiting */
         else if (st != 0)
-            return kiln_err_set(err, KILN_EEXEC,
-                                "the task shepherd failed to start (status %d); see %s/shepherd.log",
-                                st, ex->home);
+            return kiln_err_set(err, KILN_EEXEC, "the task shepherd (%s shepherd --home %s) "
+                                "failed to start (status %d); see %s/shepherd.log",
+                                ex->self_exe, ex->home, st, ex->home);
     }
 }
 
@@ -589,7 +591,9 @@ static void on_poll(uv_poll_t *h, int status, int events)
     struct conn *c = container_of(h, struct conn, poll);
     struct exec_local *ex = c->ex;
     if (status < 0) {
-        disconnect(ex, uv_strerror(status));
+        /* libuv reports POLLERR as UV_EBADF; on this socket it means the
+         * connection was reset (e.g. accepted by a shepherd that was dying). */
+        disconnect(ex, status == UV_EBADF ? "connection reset" : uv_strerror(status));
         return;
     }
     if (events & UV_WRITABLE)

@@ -5,20 +5,26 @@
  *    inherited fd above stdio, resets inherited SIG_IGN dispositions, takes
  *    flock(HOME/shepherd.lock) (exits with SHP_EXIT_BUSY, quietly, if another
  *    shepherd holds it), removes a stale HOME/shepherd.sock (only now that it
- *    holds the lock), binds and listens on it, and only then forks: the
- *    parent exits 0, so the daemon, which waits for that parent, can connect
- *    at once without polling.  The child is not the daemon's child (no zombie
- *    for the daemon to reap, and a kill -9 of the daemon does not touch it).
+ *    holds the lock), binds and listens on it, and only then forks.  The
+ *    parent exits 0 as soon as the child reports (over a pipe) that it is set
+ *    up, so the daemon, which waits for that parent, can connect at once
+ *    without polling.  The child is not the daemon's child (no zombie for the
+ *    daemon to reap, and a kill -9 of the daemon does not touch it).
  *  - The child calls setsid(), becomes the child subreaper, sends stdio to
  *    HOME/shepherd.log, chdir("/"), writes "pid instance-id" into the lock
  *    file (for operators and tests) and runs a poll() loop over a signalfd
- *    (SIGCHLD, SIGTERM, SIGINT), the listening socket and one daemon
- *    connection.  A new connection replaces the old one; the old one is read
- *    to the end first, so a spawn request that a dead daemon managed to send
- *    is processed before the new daemon's questions are answered.
- *  - It exits (removing the socket if it is still its own) when no daemon
- *    has been connected and no task has run for KILN_SHEPHERD_IDLE_MS
- *    (default 10000), or on SIGTERM/SIGINT.  Running tasks are not killed.
+ *    (SIGCHLD, SIGTERM, SIGINT), the listening socket and the connections.
+ *    Several clients may be connected (a daemon, and a "kiln dags test"
+ *    running tasks in-process on the same home): a new connection does not
+ *    replace an old one, which would make two live executors throw each
+ *    other out for ever.  Each try has an owner, the connection that spawned
+ *    it or last asked about it, and only the owner gets its EXITED.
+ *    Connections are served oldest first, so what a dead daemon managed to
+ *    send is handled before a newer daemon's questions about the same tries.
+ *  - It exits (removing the socket if it is still its own) once no daemon
+ *    has been connected and no task has been running for
+ *    KILN_SHEPHERD_IDLE_MS (default 10000), or on SIGTERM/SIGINT.  Running
+ *    tasks are never killed on the way out.
  *
  * Spawning
  *  - The log file is opened (O_APPEND, 0644; its folder is created only if
@@ -38,9 +44,11 @@
  * Exit status
  *  - SIGCHLD drains waitpid(-1, WNOHANG); pids that are not tries are
  *    orphans reparented to the subreaper and are just reaped.  For a try the
- *    exit file is written (temporary file + rename, no fsync: it must survive
- *    a crash of any process, not a power loss), then EXITED goes to the
- *    connected daemon, if any.
+ *    exit file is written, then EXITED goes to the connected daemon, if any.
+ *    No fsync: the file must survive a crash of any process, not a power
+ *    loss.  No temporary file + rename either, which saves a directory
+ *    operation per task: one write() of one line, and readers treat an
+ *    incomplete file as absent (see shp_exit_write).
  *  - Ended tries stay in the table (newest SHP_KEEP_DONE) so a reconnecting
  *    daemon can ask; the exit file remains the truth after that.
  *
@@ -285,9 +293,6 @@ static int mkdir_parent(const char *path)
 
 int shp_exit_write(const char *path, const struct shp_exit *e)
 {
-    char tmp[PATH_MAX + 8];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
-        return -ENAMETOOLONG;
     char line[512];
     int n;
     if (e->pid == 0) {
@@ -304,9 +309,15 @@ int shp_exit_write(const char *path, const struct shp_exit *e)
     }
     if (n < 0 || (size_t)n >= sizeof line)
         return -EOVERFLOW;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 && errno == ENOENT && mkdir_parent(tmp) == 0)
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* One write() of one short line into a new file, no temporary file and
+     * rename: a reader can only see it empty while it is being written or if
+     * the shepherd died right then, and readers treat an incomplete file as
+     * absent and ask the shepherd instead (which answers from its table, or
+     * is gone, which makes the try lost either way).  Saves a directory
+     * operation per task. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT && mkdir_parent(path) == 0)
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -errno;
     ssize_t w;
@@ -316,10 +327,6 @@ int shp_exit_write(const char *path, const struct shp_exit *e)
     int rc = w == n ? 0 : w < 0 ? -errno : -EIO;
     if (close(fd) < 0 && rc == 0)
         rc = -errno;
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc < 0)
-        unlink(tmp);
     return rc;
 }
 
@@ -341,12 +348,11 @@ int shp_exit_read(const char *path, struct shp_exit *e)
     memset(e, 0, sizeof *e);
     int used = 0;
     if (sscanf(buf, "%d %d %" SCNd64 " %" SCNd64 " %d%n", &e->exit_code, &e->term_signal,
-               &e->start_us, &e->end_us, &e->pid, &used) != 5)
-        return -EPROTO;
+               &e->start_us, &e->end_us, &e->pid, &used) != 5 || buf[used] != '\n')
+        return -EPROTO;    /* absent, or still being written: not an answer */
     if (e->pid == 0) {
         const char *p = buf + used;
-        if (*p == '\n')
-            p++;
+        p++;
         size_t n = strcspn(p, "\n");
         if (n >= sizeof e->reason)
             n = sizeof e->reason - 1;
@@ -359,6 +365,8 @@ int shp_exit_read(const char *path, struct shp_exit *e)
 /* ---- the shepherd process ---------------------------------------------- */
 
 #define SHP_KEEP_DONE 4096          /* ended tries kept in memory for QUERY */
+#define SHP_MAX_CLIENTS 64
+#define SHP_GRACE_MAX_MS (INT64_C(7) * 24 * 3600 * 1000)    /* keeps deadlines from overflowing */
 #define SHP_IDLE_MS_DEFAULT 10000
 #define SHP_SOCK "shepherd.sock"
 #define SHP_LOCK "shepherd.lock"
@@ -401,6 +409,7 @@ struct stry {
     struct dl kill_link;            /* in sh->kills while a SIGKILL is scheduled */
     struct dl done_link;            /* in sh->done once ended, oldest first */
     int state;
+    uint64_t owner;                 /* client that gets EXITED (0: none) */
     int64_t kill_at;                /* mono_us of the scheduled SIGKILL */
     struct shp_exit ex;             /* pid and start_us; the rest once ended */
     char exit_path[];
@@ -412,17 +421,26 @@ struct sout {
     char buf[];
 };
 
+/* One connected daemon (or CLI process running tasks in-process). */
+struct client {
+    int fd;                         /* -1 once dropped, until compacted */
+    uint64_t id;
+    struct shp_rx rx;
+    struct sout *out_head, *out_tail;
+};
+
 struct shepherd {
-    int home_fd, lock_fd, listen_fd, sig_fd, client_fd;
+    int home_fd, lock_fd, listen_fd, sig_fd;
     dev_t sock_dev;
     ino_t sock_ino;
     char instance[33];
     struct shp_map tries, pids;
     struct dl kills, done;
     size_t n_running, n_done;
-    struct shp_rx rx;
+    struct client *clients[SHP_MAX_CLIENTS];    /* oldest first */
+    int n_clients;
+    uint64_t next_client_id;
     char *rxbuf;
-    struct sout *out_head, *out_tail;
     posix_spawnattr_t attr;
     int64_t idle_us, idle_since;
     bool stop;
@@ -473,53 +491,74 @@ static void try_ended(struct shepherd *sh, struct stry *t)
 
 /* ---- sending to the daemon --------------------------------------------- */
 
-static void client_drop(struct shepherd *sh, const char *why)
+static void client_drop(struct client *c, const char *why)
 {
-    if (sh->client_fd < 0)
+    if (c->fd < 0)
         return;
-    LOG_I("daemon connection closed: %s", why);
-    close(sh->client_fd);
-    sh->client_fd = -1;
-    shp_rx_free(&sh->rx);
-    while (sh->out_head) {
-        struct sout *o = sh->out_head;
-        sh->out_head = o->next;
+    LOG_I("connection %" PRIu64 " closed: %s", c->id, why);
+    close(c->fd);
+    c->fd = -1;
+    shp_rx_free(&c->rx);
+    while (c->out_head) {
+        struct sout *o = c->out_head;
+        c->out_head = o->next;
         free(o);
     }
-    sh->out_tail = NULL;
+    c->out_tail = NULL;
 }
 
-static void client_flush(struct shepherd *sh)
+/* Frees dropped clients, keeping the others in connection order. */
+static void clients_compact(struct shepherd *sh)
 {
-    while (sh->out_head && sh->client_fd >= 0) {
-        struct sout *o = sh->out_head;
-        int rc = shp_send(sh->client_fd, o->buf, o->len, &o->off);
+    int j = 0;
+    for (int i = 0; i < sh->n_clients; i++) {
+        if (sh->clients[i]->fd < 0)
+            free(sh->clients[i]);
+        else
+            sh->clients[j++] = sh->clients[i];
+    }
+    sh->n_clients = j;
+}
+
+static struct client *client_by_id(struct shepherd *sh, uint64_t id)
+{
+    for (int i = 0; id && i < sh->n_clients; i++)
+        if (sh->clients[i]->id == id && sh->clients[i]->fd >= 0)
+            return sh->clients[i];
+    return NULL;
+}
+
+static void client_flush(struct client *c)
+{
+    while (c->out_head && c->fd >= 0) {
+        struct sout *o = c->out_head;
+        int rc = shp_send(c->fd, o->buf, o->len, &o->off);
         if (rc == -EAGAIN)
             return;
         if (rc < 0) {
-            client_drop(sh, strerror(-rc));
+            client_drop(c, strerror(-rc));
             return;
         }
-        sh->out_head = o->next;
-        if (!sh->out_head)
-            sh->out_tail = NULL;
+        c->out_head = o->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
         free(o);
     }
 }
 
 /* Sends without blocking: a daemon that reads slowly must never stall the
  * reaping of tasks or a SIGKILL deadline, so the rest is queued. */
-static void client_send(struct shepherd *sh, const void *buf, size_t len)
+static void client_send(struct client *c, const void *buf, size_t len)
 {
-    if (sh->client_fd < 0)
+    if (c == NULL || c->fd < 0)
         return;
     size_t off = 0;
-    if (!sh->out_head) {
-        int rc = shp_send(sh->client_fd, buf, len, &off);
+    if (!c->out_head) {
+        int rc = shp_send(c->fd, buf, len, &off);
         if (rc == 0)
             return;
         if (rc != -EAGAIN) {
-            client_drop(sh, strerror(-rc));
+            client_drop(c, strerror(-rc));
             return;
         }
     }
@@ -528,44 +567,46 @@ static void client_send(struct shepherd *sh, const void *buf, size_t len)
     o->len = len;
     o->off = off;
     memcpy(o->buf, buf, len);
-    if (sh->out_tail)
-        sh->out_tail->next = o;
+    if (c->out_tail)
+        c->out_tail->next = o;
     else
-        sh->out_head = o;
-    sh->out_tail = o;
+        c->out_head = o;
+    c->out_tail = o;
 }
 
-static void send_simple(struct shepherd *sh, uint32_t type, int64_t try_id, int64_t v0,
-                        int64_t v1, int64_t v2, int64_t v3, int64_t v4)
+static void send_simple(struct client *c, uint32_t type, int64_t try_id, int64_t v0, int64_t v1,
+                        int64_t v2, int64_t v3, int64_t v4)
 {
     struct shp_msg h = { .type = type, .nstr = 0, .try_id = try_id,
                          .v = { v0, v1, v2, v3, v4 } };
-    client_send(sh, &h, sizeof h);
+    client_send(c, &h, sizeof h);
 }
 
-static void send_failed(struct shepherd *sh, int64_t try_id, int err, const struct shp_exit *e)
+static void send_failed(struct client *c, int64_t try_id, int err, const struct shp_exit *e)
 {
+    if (c == NULL || c->fd < 0)
+        return;
     const char *strs[1] = { e->reason };
     int64_t v[5] = { err, 0, e->start_us, e->end_us, 0 };
     size_t len;
     char *buf = shp_encode(&len, SHP_FAILED, try_id, v, strs, 1);
-    client_send(sh, buf, len);
+    client_send(c, buf, len);
     free(buf);
 }
 
-static void send_state(struct shepherd *sh, const struct stry *t)
+static void send_state(struct client *c, const struct stry *t)
 {
     const struct shp_exit *e = &t->ex;
     switch (t->state) {
     case ST_RUNNING:
-        send_simple(sh, SHP_STARTED, t->by_id.key, e->pid, e->start_us, 0, 0, 0);
+        send_simple(c, SHP_STARTED, t->by_id.key, e->pid, e->start_us, 0, 0, 0);
         break;
     case ST_EXITED:
-        send_simple(sh, SHP_EXITED, t->by_id.key, e->exit_code, e->term_signal, e->start_us,
+        send_simple(c, SHP_EXITED, t->by_id.key, e->exit_code, e->term_signal, e->start_us,
                     e->end_us, e->pid);
         break;
     case ST_FAILED:
-        send_failed(sh, t->by_id.key, e->exit_code == 127 ? ENOENT : EACCES, e);
+        send_failed(c, t->by_id.key, e->exit_code == 127 ? ENOENT : EACCES, e);
         break;
     }
 }
@@ -650,11 +691,13 @@ static void spawn_reason(char *buf, size_t n, int err, const char *cmd)
 
 /* Records a try whose command could not be executed: the reason goes to the
  * log (if open), the exit file, the table and the daemon. */
-static void spawn_failed(struct shepherd *sh, int64_t try_id, const char *exit_path, int log_fd,
-                         int err, int64_t start_us, const char *reason)
+static void spawn_failed(struct shepherd *sh, struct client *c, int64_t try_id,
+                         const char *exit_path, int log_fd, int err, int64_t start_us,
+                         const char *reason)
 {
     struct stry *t = try_new(sh, try_id, exit_path);
     t->state = ST_FAILED;
+    t->owner = c->id;
     t->ex.exit_code = err == ENOENT || err == ENOTDIR ? 127 : 126;
     t->ex.start_us = start_us;
     t->ex.end_us = now_us();
@@ -664,17 +707,18 @@ static void spawn_failed(struct shepherd *sh, int64_t try_id, const char *exit_p
     int rc = shp_exit_write(exit_path, &t->ex);
     if (rc < 0)
         LOG_E("try %" PRId64 ": cannot write %s: %s", try_id, exit_path, strerror(-rc));
-    send_failed(sh, try_id, err, &t->ex);
+    send_failed(c, try_id, err, &t->ex);
     try_ended(sh, t);
 }
 
-static void do_spawn(struct shepherd *sh, const struct shp_view *m)
+static void do_spawn(struct shepherd *sh, struct client *c, const struct shp_view *m)
 {
     int64_t try_id = m->h.try_id;
     struct stry *old = try_find(sh, try_id);
     if (old) {
         /* A repeated request (a daemon that reconnected) gets what we know. */
-        send_state(sh, old);
+        old->owner = c->id;
+        send_state(c, old);
         return;
     }
     int64_t argc = m->h.v[0], envc = m->h.v[1];
@@ -683,7 +727,7 @@ static void do_spawn(struct shepherd *sh, const struct shp_view *m)
         LOG_W("try %" PRId64 ": malformed spawn request", try_id);
         struct shp_exit e = { .start_us = now_us(), .end_us = now_us() };
         snprintf(e.reason, sizeof e.reason, "malformed spawn request");
-        send_failed(sh, try_id, EINVAL, &e);
+        send_failed(c, try_id, EINVAL, &e);
         return;
     }
     const char *cwd = m->str;
@@ -704,7 +748,7 @@ static void do_spawn(struct shepherd *sh, const struct shp_view *m)
     if (log_path[0] == '\0' || exit_path[0] == '\0') {
         struct shp_exit e = { .start_us = start_us, .end_us = start_us };
         snprintf(e.reason, sizeof e.reason, "spawn request without log or exit path");
-        send_failed(sh, try_id, EINVAL, &e);
+        send_failed(c, try_id, EINVAL, &e);
         free(argv);
         return;
     }
@@ -714,22 +758,9 @@ static void do_spawn(struct shepherd *sh, const struct shp_view *m)
     if (log_fd < 0) {
         int e = errno;
         snprintf(reason, sizeof reason, "cannot open log file %s: %s", log_path, strerror(e));
-        spawn_failed(sh, try_id, exit_path, -1, e, start_us, reason);
+        spawn_failed(sh, c, try_id, exit_path, -1, e, start_us, reason);
         free(argv);
         return;
-    }
-    if (cwd[0]) {
-        struct stat st;
-        int e = stat(cwd, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
-        if (e) {
-            snprintf(reason, sizeof reason, "%s: %s", e == ENOENT ?
-                     "working directory not found" : e == ENOTDIR ?
-                     "working directory is not a directory" : strerror(e), cwd);
-            spawn_failed(sh, try_id, exit_path, log_fd, e, start_us, reason);
-            close(log_fd);
-            free(argv);
-            return;
-        }
     }
     char path[PATH_MAX];
     int rc = resolve_cmd(argv[0], envp, cwd, path, sizeof path);
@@ -745,8 +776,22 @@ static void do_spawn(struct shepherd *sh, const struct shp_view *m)
         posix_spawn_file_actions_destroy(&fa);
     }
     if (rc < 0) {
-        spawn_reason(reason, sizeof reason, -rc, argv[0]);
-        spawn_failed(sh, try_id, exit_path, log_fd, -rc, start_us, reason);
+        int e = -rc;
+        /* A bad working directory fails like a missing command (the child's
+         * chdir reports ENOENT too); tell them apart only now, so that the
+         * common path does not pay a stat. */
+        struct stat st;
+        int cwd_err = !cwd[0] ? 0 : stat(cwd, &st) < 0 ? errno
+                      : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+        if (cwd_err) {
+            e = cwd_err;
+            snprintf(reason, sizeof reason, "%s: %s", cwd_err == ENOENT ?
+                     "working directory not found" : cwd_err == ENOTDIR ?
+                     "working directory is not a directory" : strerror(cwd_err), cwd);
+        } else {
+            spawn_reason(reason, sizeof reason, e, argv[0]);
+        }
+        spawn_failed(sh, c, try_id, exit_path, log_fd, e, start_us, reason);
         close(log_fd);
         free(argv);
         return;
@@ -755,12 +800,13 @@ static void do_spawn(struct shepherd *sh, const struct shp_view *m)
     free(argv);
     struct stry *t = try_new(sh, try_id, exit_path);
     t->state = ST_RUNNING;
+    t->owner = c->id;
     t->ex.pid = pid;
     t->ex.start_us = start_us;
     t->by_pid.key = pid;
     shp_map_put(&sh->pids, &t->by_pid);
     sh->n_running++;
-    send_simple(sh, SHP_STARTED, try_id, pid, start_us, 0, 0, 0);
+    send_simple(c, SHP_STARTED, try_id, pid, start_us, 0, 0, 0);
 }
 
 static void do_kill(struct shepherd *sh, int64_t try_id, int64_t grace_ms)
@@ -776,6 +822,8 @@ static void do_kill(struct shepherd *sh, int64_t try_id, int64_t grace_ms)
         return;
     }
     kill(-pg, SIGTERM);
+    if (grace_ms > SHP_GRACE_MAX_MS)
+        grace_ms = SHP_GRACE_MAX_MS;
     int64_t at = mono_us() + grace_ms * 1000;
     if (!dl_linked(&t->kill_link)) {
         t->kill_at = at;
@@ -785,13 +833,17 @@ static void do_kill(struct shepherd *sh, int64_t try_id, int64_t grace_ms)
     }
 }
 
-static void do_query(struct shepherd *sh, int64_t try_id)
+/* The asker becomes the owner: a restarted daemon adopting a try gets its
+ * EXITED from now on. */
+static void do_query(struct shepherd *sh, struct client *c, int64_t try_id)
 {
     struct stry *t = try_find(sh, try_id);
-    if (t)
-        send_state(sh, t);
-    else
-        send_simple(sh, SHP_UNKNOWN, try_id, 0, 0, 0, 0, 0);
+    if (t) {
+        t->owner = c->id;
+        send_state(c, t);
+    } else {
+        send_simple(c, SHP_UNKNOWN, try_id, 0, 0, 0, 0, 0);
+    }
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -819,8 +871,8 @@ static void on_child_exit(struct shepherd *sh, struct stry *t, int status)
     if (rc < 0)
         LOG_E("try %" PRId64 ": cannot write %s: %s", t->by_id.key, t->exit_path,
               strerror(-rc));
-    send_simple(sh, SHP_EXITED, t->by_id.key, e->exit_code, e->term_signal, e->start_us,
-                e->end_us, e->pid);
+    send_simple(client_by_id(sh, t->owner), SHP_EXITED, t->by_id.key, e->exit_code,
+                e->term_signal, e->start_us, e->end_us, e->pid);
     try_ended(sh, t);
 }
 
@@ -828,15 +880,16 @@ static void on_signals(struct shepherd *sh)
 {
     struct signalfd_siginfo si[16];
     ssize_t r;
-    while ((r = read(sh->sig_fd, si, sizeof si)) > 0) {
-        for (size_t i = 0; i < (size_t)r / sizeof si[0]; i++) {
+    do {
+        r = read(sh->sig_fd, si, sizeof si);
+        for (size_t i = 0; r > 0 && i < (size_t)r / sizeof si[0]; i++) {
             if (si[i].ssi_signo == SIGTERM || si[i].ssi_signo == SIGINT) {
                 LOG_I("stopping on signal %u; %zu task(s) keep running", si[i].ssi_signo,
                       sh->n_running);
                 sh->stop = true;
             }
         }
-    }
+    } while (r == (ssize_t)sizeof si);    /* a short read means it is drained */
     for (;;) {
         int status;
         pid_t pid = waitpid(-1, &status, WNOHANG);
@@ -848,17 +901,17 @@ static void on_signals(struct shepherd *sh)
     }
 }
 
-static void on_msg(struct shepherd *sh, const struct shp_view *m)
+static void on_msg(struct shepherd *sh, struct client *c, const struct shp_view *m)
 {
     switch (m->h.type) {
     case SHP_SPAWN:
-        do_spawn(sh, m);
+        do_spawn(sh, c, m);
         break;
     case SHP_KILL:
         do_kill(sh, m->h.try_id, m->h.v[0]);
         break;
     case SHP_QUERY:
-        do_query(sh, m->h.try_id);
+        do_query(sh, c, m->h.try_id);
         break;
     default:
         LOG_W("ignoring a message of unknown type %u", m->h.type);
@@ -866,21 +919,21 @@ static void on_msg(struct shepherd *sh, const struct shp_view *m)
     }
 }
 
-static void client_read(struct shepherd *sh)
+static void client_read(struct shepherd *sh, struct client *c)
 {
-    while (sh->client_fd >= 0) {
+    while (c->fd >= 0) {
         struct shp_view m;
-        int rc = shp_recv(sh->client_fd, &sh->rx, sh->rxbuf, &m);
+        int rc = shp_recv(c->fd, &c->rx, sh->rxbuf, &m);
         if (rc == 1)
-            on_msg(sh, &m);
+            on_msg(sh, c, &m);
         else if (rc == 0)
             continue;
         else if (rc == -EAGAIN)
             return;
         else if (rc == -EBADMSG)
-            LOG_W("ignoring a malformed message");
+            LOG_W("connection %" PRIu64 ": ignoring a malformed message", c->id);
         else
-            client_drop(sh, rc == -EPIPE ? "closed by the daemon" :
+            client_drop(c, rc == -EPIPE ? "closed by the peer" :
                         rc == -EPROTO ? "protocol error" : strerror(-rc));
     }
 }
@@ -901,21 +954,24 @@ static void on_accept(struct shepherd *sh)
             close(fd);
             continue;
         }
-        if (sh->client_fd >= 0) {
-            /* Finish what the previous daemon sent before it went away. */
-            client_read(sh);
-            client_drop(sh, "replaced by a new connection");
+        if (sh->n_clients == SHP_MAX_CLIENTS) {
+            LOG_W("refusing a connection: %d clients already", SHP_MAX_CLIENTS);
+            close(fd);
+            continue;
         }
         int sz = 1 << 20;
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
-        sh->client_fd = fd;
-        shp_rx_init(&sh->rx);
-        LOG_I("daemon connected (pid %d)", (int)cr.pid);
+        struct client *c = xcalloc(1, sizeof *c);
+        c->fd = fd;
+        c->id = ++sh->next_client_id;
+        shp_rx_init(&c->rx);
+        sh->clients[sh->n_clients++] = c;
+        LOG_I("connection %" PRIu64 " from pid %d", c->id, (int)cr.pid);
         const char *strs[1] = { sh->instance };
         int64_t v[5] = { getpid(), 0, 0, 0, 0 };
         size_t len;
         char *buf = shp_encode(&len, SHP_HELLO, 0, v, strs, 1);
-        client_send(sh, buf, len);
+        client_send(c, buf, len);
         free(buf);
     }
 }
@@ -946,10 +1002,12 @@ static bool accept_pending(struct shepherd *sh)
 
 static void run_loop(struct shepherd *sh)
 {
+    struct pollfd p[2 + SHP_MAX_CLIENTS];
     while (!sh->stop) {
+        clients_compact(sh);    /* a send may have dropped one anywhere */
         int64_t now = mono_us();
         int timeout = kill_deadlines(sh, now);
-        if (sh->client_fd < 0 && sh->n_running == 0) {
+        if (sh->n_clients == 0 && sh->n_running == 0) {
             if (sh->idle_since == 0)
                 sh->idle_since = now;
             int64_t left = sh->idle_since + sh->idle_us - now;
@@ -966,13 +1024,15 @@ static void run_loop(struct shepherd *sh)
         } else {
             sh->idle_since = 0;
         }
-        struct pollfd p[3] = {
-            { .fd = sh->sig_fd, .events = POLLIN },
-            { .fd = sh->client_fd, .events = POLLIN | (sh->out_head ? POLLOUT : 0) },
-            { .fd = sh->listen_fd, .events = POLLIN },
-        };
-        int n = poll(p, 3, timeout);
-        if (n < 0) {
+        p[0] = (struct pollfd){ .fd = sh->sig_fd, .events = POLLIN };
+        p[1] = (struct pollfd){ .fd = sh->listen_fd, .events = POLLIN };
+        int n = sh->n_clients;
+        for (int i = 0; i < n; i++) {
+            struct client *c = sh->clients[i];
+            p[2 + i] = (struct pollfd){ .fd = c->fd,
+                                        .events = POLLIN | (c->out_head ? POLLOUT : 0) };
+        }
+        if (poll(p, (nfds_t)(2 + n), timeout) < 0) {
             if (errno == EINTR)
                 continue;
             LOG_E("poll: %s", strerror(errno));
@@ -980,13 +1040,17 @@ static void run_loop(struct shepherd *sh)
         }
         if (p[0].revents)
             on_signals(sh);
-        if (sh->client_fd >= 0 && p[1].fd == sh->client_fd) {
-            if (p[1].revents & (POLLIN | POLLHUP | POLLERR))
-                client_read(sh);
-            if (sh->client_fd >= 0 && (p[1].revents & POLLOUT))
-                client_flush(sh);
+        /* Oldest connection first: what a daemon sent before it died is
+         * handled before a newer daemon's questions about the same tries. */
+        for (int i = 0; i < n; i++) {
+            struct client *c = sh->clients[i];
+            short re = p[2 + i].revents;
+            if (c->fd >= 0 && (re & (POLLIN | POLLHUP | POLLERR)))
+                client_read(sh, c);
+            if (c->fd >= 0 && (re & POLLOUT))
+                client_flush(c);
         }
-        if (p[2].revents)
+        if (p[1].revents)
             on_accept(sh);
     }
 }
@@ -1029,7 +1093,7 @@ static int64_t idle_ms_from_env(void)
     long long v = strtoll(s, &end, 10);
     if (*end != '\0' || v < 0)
         return SHP_IDLE_MS_DEFAULT;
-    return v;
+    return v > SHP_GRACE_MAX_MS ? SHP_GRACE_MAX_MS : v;
 }
 
 static void make_instance_id(char out[33])
@@ -1163,7 +1227,9 @@ static void shepherd_cleanup(struct shepherd *sh)
         fstatat(sh->home_fd, SHP_SOCK, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
         st.st_dev == sh->sock_dev && st.st_ino == sh->sock_ino)
         unlinkat(sh->home_fd, SHP_SOCK, 0);
-    client_drop(sh, "shepherd exiting");
+    for (int i = 0; i < sh->n_clients; i++)
+        client_drop(sh->clients[i], "shepherd exiting");
+    clients_compact(sh);
     for (size_t i = 0; sh->tries.b && i < ((size_t)1 << sh->tries.bits); i++) {
         struct shp_map_node *n = sh->tries.b[i], *next;
         for (; n; n = next) {
@@ -1173,7 +1239,6 @@ static void shepherd_cleanup(struct shepherd *sh)
     }
     shp_map_free(&sh->tries);
     shp_map_free(&sh->pids);
-    shp_rx_free(&sh->rx);
     free(sh->rxbuf);
     if (sh->sig_fd >= 0) {
         posix_spawnattr_destroy(&sh->attr);
@@ -1193,11 +1258,10 @@ int shepherd_main(const char *home)
     reset_ignored_signals();
 
     struct shepherd sh = {
-        .home_fd = -1, .lock_fd = -1, .listen_fd = -1, .sig_fd = -1, .client_fd = -1,
+        .home_fd = -1, .lock_fd = -1, .listen_fd = -1, .sig_fd = -1,
     };
     dl_init(&sh.kills);
     dl_init(&sh.done);
-    shp_rx_init(&sh.rx);
     int rc = claim_home(&sh, home);
     if (rc != 0) {
         shepherd_cleanup(&sh);

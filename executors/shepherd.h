@@ -4,8 +4,8 @@
  * not be lost.  One shepherd per home folder (flock on HOME/shepherd.lock)
  * listens on HOME/shepherd.sock (SOCK_SEQPACKET), spawns each try with
  * posix_spawn in its own process group, is the child subreaper of everything
- * below it, and writes each exit status to the try's exit file (write to a
- * temporary file + rename) before reporting it.  A restarted daemon reconnects
+ * below it, and writes each exit status to the try's exit file (one write of one
+ * line; an incomplete file reads as absent) before reporting it.  A restarted daemon reconnects
  * and asks what became of the tries it had started.  The shepherd exits by
  * itself when no daemon is connected and no task is running for a while.
  *

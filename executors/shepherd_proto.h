@@ -138,9 +138,10 @@ struct shp_exit {
     char reason[256];
 };
 
-/* Writes the exit file (temporary file + rename, no fsync).  Returns 0 or -errno. */
+/* Writes the exit file (one write(), no fsync).  Returns 0 or -errno. */
 int shp_exit_write(const char *path, const struct shp_exit *e);
-/* Reads it.  Returns 0, -ENOENT when absent, -EPROTO when malformed. */
+/* Reads it.  Returns 0, -ENOENT when absent, -EPROTO when incomplete or
+ * malformed (to be treated as absent). */
 int shp_exit_read(const char *path, struct shp_exit *e);
 
 #endif

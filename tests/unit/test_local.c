@@ -4,7 +4,10 @@
  * "test_local shepherd --home HOME" it runs shepherd_main(), and the tests
  * pass their own path as self_exe.  Every test gets a fresh home folder and
  * checks at the end that the shepherd exited (KILN_SHEPHERD_IDLE_MS is small
- * here) and that no task process is left behind. */
+ * here) and that no task process is left behind.
+ *
+ * KILN_TEST_FILTER="test_adopt*" runs a subset; KILN_TEST_KEEP=1 keeps the
+ * home folder (with its shepherd.log) of a test whose shepherd did not exit. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -29,6 +32,7 @@
 
 #include "executor.h"
 #include "shepherd.h"
+#include "shepherd_proto.h"
 #include "util.h"
 
 #define MAX_RECS 128
@@ -232,7 +236,10 @@ static int teardown(void **state)
     for (int i = 0; i < t->nstrays; i++)
         kill(-t->strays[i], SIGKILL);
     bool gone = shepherd_gone(t, 5000);
-    nftw(t->home, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    if (gone || !getenv("KILN_TEST_KEEP"))
+        nftw(t->home, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    else
+        fprintf(stderr, "kept %s\n", t->home);
     free(t);
     assert_int_equal(rc, 0);
     assert_true(gone);    /* no shepherd left running */
@@ -495,6 +502,37 @@ static void test_spawn_failures(void **state)
     assert_true(run_until(t, pred_done, 11, 10000));
     assert_int_equal(rec_get(t, 11)->res.exit_code, 0);
     assert_false(rec_get(t, 11)->res.spawn_failed);
+}
+
+/* A daemon that ignores SIGPIPE (as the engine does) or blocks signals must
+ * not pass that on to tasks: "yes | head" would misbehave. */
+static void test_signal_state(void **state)
+{
+    struct tctx *t = *state;
+    struct sigaction ign = { .sa_handler = SIG_IGN }, old_pipe, old_usr2;
+    sigaction(SIGPIPE, &ign, &old_pipe);
+    sigaction(SIGUSR2, &ign, &old_usr2);
+    sigset_t blk, old_mask;
+    sigemptyset(&blk);
+    sigaddset(&blk, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &blk, &old_mask);
+    exec_open(t);    /* starts the shepherd from this state */
+    sigaction(SIGPIPE, &old_pipe, NULL);
+    sigaction(SIGUSR2, &old_usr2, NULL);
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
+
+    struct rec *r = run_cmd(t, 12, (const char *[]){ "grep", "-E", "^Sig(Ign|Blk)",
+                                                     "/proc/self/status", NULL });
+    assert_int_equal(r->res.exit_code, 0);
+    char *s = log_of(t, 12);
+    assert_non_null(s);
+    unsigned long long blocked = 1, ignored = 1;
+    assert_int_equal(sscanf(s, "SigBlk: %llx SigIgn: %llx", &blocked, &ignored), 2);
+    free(s);
+    assert_int_equal(blocked, 0);
+    /* glibc's posix_spawn leaves its two internal signals (32, 33) ignored in
+     * every child; nothing else may be. */
+    assert_int_equal(ignored & ~0x180000000ULL, 0);
 }
 
 /* ---- cancel ------------------------------------------------------------ */
@@ -774,13 +812,10 @@ static void test_reconnect(void **state)
     assert_int_equal(r->res.exit_code, 0);
 }
 
-/* Garbage on the socket neither crashes the shepherd nor breaks the executor
- * (whose connection it replaces for a moment). */
-static void test_bad_messages(void **state)
+/* Garbage on the socket neither crashes the shepherd nor disturbs the
+ * executor connected beside it. */
+static int raw_connect(struct tctx *t)
 {
-    struct tctx *t = *state;
-    exec_open(t);
-    int pid = shepherd_pid(t);
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     char sock[PATH_MAX];
@@ -788,17 +823,142 @@ static void test_bad_messages(void **state)
     assert_true(strlen(sock) < sizeof sa.sun_path);
     memcpy(sa.sun_path, sock, strlen(sock) + 1);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = { .tv_sec = 5 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* Receives one message (skipping HELLO) on a raw connection. */
+static struct shp_msg raw_recv(int fd, char *reason, size_t n)
+{
+    static char buf[SHP_PKT_BUF];
+    struct shp_msg h;
+    do {
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        assert_true(r >= (ssize_t)(sizeof(struct shp_pkt) + sizeof h));
+        memcpy(&h, buf + sizeof(struct shp_pkt), sizeof h);
+        const char *str = h.nstr ? buf + sizeof(struct shp_pkt) + sizeof h : "";
+        size_t len = strnlen(str, n - 1);
+        memcpy(reason, str, len);
+        reason[len] = '\0';
+    } while (h.type == SHP_HELLO);
+    return h;
+}
+
+/* Bad input on the socket neither crashes the shepherd nor disturbs the
+ * executor connected beside it. */
+static void test_bad_messages(void **state)
+{
+    struct tctx *t = *state;
+    exec_open(t);
+    int pid = shepherd_pid(t);
+
+    /* Well framed but inconsistent: answered, connection kept. */
+    int fd = raw_connect(t);
+    struct shp_pkt pk = { .magic = SHP_MAGIC, .version = SHP_VERSION };
+    struct shp_msg m = { .type = SHP_SPAWN, .nstr = 1, .try_id = 999, .v = { 5, 0 } };
+    char bad[sizeof pk + sizeof m + 2];
+    memcpy(bad, &pk, sizeof pk);
+    memcpy(bad + sizeof pk, &m, sizeof m);
+    memcpy(bad + sizeof pk + sizeof m, "x", 2);
+    assert_int_equal(send(fd, bad, sizeof bad, MSG_NOSIGNAL), (ssize_t)sizeof bad);
+    char reason[256];
+    struct shp_msg h = raw_recv(fd, reason, sizeof reason);
+    assert_int_equal(h.type, SHP_FAILED);
+    assert_int_equal(h.try_id, 999);
+    assert_string_equal(reason, "malformed spawn request");
+    assert_int_equal(send(fd, &pk, sizeof pk, MSG_NOSIGNAL), (ssize_t)sizeof pk);
+    m = (struct shp_msg){ .type = SHP_QUERY, .try_id = 12345 };
+    char q[sizeof pk + sizeof m];
+    memcpy(q, &pk, sizeof pk);
+    memcpy(q + sizeof pk, &m, sizeof m);
+    assert_int_equal(send(fd, q, sizeof q, MSG_NOSIGNAL), (ssize_t)sizeof q);
+    h = raw_recv(fd, reason, sizeof reason);
+    assert_int_equal(h.type, SHP_UNKNOWN);
+    assert_int_equal(h.try_id, 12345);
+    close(fd);
+
+    /* Broken framing: that connection is dropped, nothing else. */
+    fd = raw_connect(t);
     char junk[200];
     memset(junk, 0xA5, sizeof junk);
-    assert_true(send(fd, junk, 3, MSG_NOSIGNAL) == 3);
-    uint8_t hdr_only[4] = { 0x53, 0x4b, 1, 0 };
-    send(fd, hdr_only, sizeof hdr_only, MSG_NOSIGNAL);
+    assert_int_equal(send(fd, junk, 3, MSG_NOSIGNAL), 3);
+    char c;
+    assert_int_equal(recv(fd, &c, 1, 0), 1);    /* its HELLO */
     close(fd);
 
     struct rec *r = run_cmd(t, 50, (const char *[]){ "true", NULL });
     assert_int_equal(r->res.exit_code, 0);
     assert_int_equal(shepherd_pid(t), pid);
     assert_int_equal(kill(pid, 0), 0);
+}
+
+/* A spawn request larger than one packet (a big environment) is split and
+ * reassembled. */
+static void test_big_request(void **state)
+{
+    struct tctx *t = *state;
+    exec_open(t);
+    /* Five variables of 100,000 bytes: over the 64 KiB packet, under the
+     * kernel's 128 KiB limit per string. */
+    size_t n = 100000;
+    char *big[5];
+    struct tspec ts;
+    tspec_init(t, &ts, 51, (const char *[]){ "sh", "-c", "echo ${#B0} ${#B4}", NULL });
+    for (int i = 0; i < 5; i++) {
+        big[i] = malloc(n + 4);
+        assert_non_null(big[i]);
+        memcpy(big[i], (char[]){ 'B', (char)('0' + i), '=' }, 3);
+        memset(big[i] + 3, 'b', n);
+        big[i][n + 3] = '\0';
+        ts.envp[2 + i] = big[i];
+    }
+    start_ok(t, &ts);
+    assert_true(run_until(t, pred_done, 51, 10000));
+    for (int i = 0; i < 5; i++)
+        free(big[i]);
+    assert_int_equal(rec_get(t, 51)->res.exit_code, 0);
+    char *s = log_of(t, 51);
+    assert_non_null(s);
+    assert_string_equal(s, "100000 100000\n");
+    free(s);
+}
+
+/* Two executors on one home (a daemon and an in-process "dags test") share
+ * the shepherd; each gets the results of its own tries, and neither throws
+ * the other out. */
+static void test_two_executors(void **state)
+{
+    struct tctx *t = *state;
+    exec_open(t);
+    struct executor *a = t->ex;
+    exec_open(t);
+    struct executor *b = t->ex;
+    static struct tspec ts[20];
+    for (int i = 0; i < 20; i++) {
+        tspec_init(t, &ts[i], 300 + i, (const char *[]){ "sh", "-c",
+                   i % 2 ? "sleep 0.05; exit 6" : "exit 5", NULL });
+        struct executor *ex = i % 2 ? b : a;
+        struct kiln_err err = { 0 };
+        if (ex->ops->start(ex, &ts[i].s, &err) < 0)
+            fail_msg("start: %s", err.msg);
+    }
+    assert_true(run_until(t, pred_all_done, 20, 20000));
+    for (int i = 0; i < 20; i++) {
+        struct rec *r = rec_get(t, 300 + i);
+        assert_int_equal(r->done, 1);
+        assert_int_equal(r->res.exit_code, i % 2 ? 6 : 5);
+    }
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/shepherd.log", t->home);
+    char *log = slurp(path);
+    assert_non_null(log);
+    assert_null(strstr(log, "closed"));    /* no connection was dropped */
+    free(log);
+    t->ex = a;
+    exec_close(t);
+    t->ex = b;
+    exec_close(t);
 }
 
 /* A home deeper than sun_path's 108 bytes still works. */
@@ -843,6 +1003,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_env, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cwd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spawn_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signal_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_term, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_escalates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_group, setup, teardown),
@@ -854,7 +1015,12 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_adopt_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_executors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_home, setup, teardown),
     };
+    const char *filter = getenv("KILN_TEST_FILTER");    /* e.g. "test_adopt*" */
+    if (filter)
+        cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
