@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "cli.h"
+#include "dagdir.h"
 #include "engine.h"
 #include "log.h"
 #include "util.h"
@@ -258,6 +259,15 @@ int cli_dags_test(struct cli *c, int argc, char **argv)
         fprintf(stderr, "kiln: %s: no such file\n", file);
         return EXIT_NOTFOUND;
     }
+    /* Refuse an invalid file before creating anything. */
+    struct dag *check = NULL;
+    struct kiln_err perr = { 0 };
+    if (dag_load_file(abs, &check, &perr) < 0) {
+        fprintf(stderr, "kiln: %s\n", perr.msg);
+        free(abs);
+        return cli_exit_code(perr.code);
+    }
+    dag_free(check);
     if (!c->home_given) {
         char tmpl[] = "/tmp/kiln-test-XXXXXX";
         const char *tmp = getenv("TMPDIR");

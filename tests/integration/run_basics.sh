@@ -122,4 +122,11 @@ is "$log" "$KILN_DAGS/work
 hello envdag show 1" "the task ran in its cwd with its env and the KILN_* variables"
 is "$(sqlite3 "$T/h-env/kiln.db" "select outputs from tries")" '{"answer": 42}' "outputs written to KILN_OUTPUTS are stored with the try"
 
+# --- an invalid file: exit 2, file:line:col, nothing created.
+printf 'dag: bad\ntasks:\n  a:\n    command: [x]\n    deps: [zz]\n' > "$KILN_DAGS/bad.yaml"
+kiln dags test "$KILN_DAGS/bad.yaml" --home "$T/h-bad" > "$T/out" 2>&1
+is "$?" "2" "dags test of an invalid file exits 2"
+grep -q "bad.yaml:5:12: task 'a' depends on unknown task 'zz'" "$T/out"; ok $? "and names file:line:col"
+[ ! -e "$T/h-bad/kiln.db" ]; ok $? "and creates no database"
+
 done_testing
