@@ -34,7 +34,6 @@ struct exec_spec {
     char *const *envp;          /* complete environment, NULL-terminated */
     const char *cwd;            /* NULL: inherit */
     const char *log_path;       /* stdout+stderr, appended */
-    const char *exit_path;      /* where the exit status is recorded durably */
 };
 
 struct exec_result {
@@ -77,7 +76,8 @@ struct executor {
 
 /* Local executor: tasks run as child processes of the shepherd, a small
  * long-lived process (started on demand, one per home folder) that survives
- * a kill -9 of the daemon and records every exit status next to the log.
+ * a kill -9 of the daemon and records every exit status in its journal
+ * (HOME/shepherd.journal) before reporting it.
  * home is the state folder; self_exe is the kiln binary used to start the
  * shepherd ("kiln shepherd --home HOME"). */
 int exec_local_new(struct executor **out, uv_loop_t *loop, const char *home,

@@ -963,7 +963,7 @@ struct spec_buf {
     struct exec_spec spec;
     char **env;
     size_t n_env;
-    char *log, *exit, *cwd;
+    char *log, *cwd;
 };
 
 static void spec_build(struct sched *s, struct sti *ti, struct spec_buf *b)
@@ -973,7 +973,6 @@ static void spec_build(struct sched *s, struct sti *ti, struct spec_buf *b)
     memset(b, 0, sizeof *b);
     b->log = sched_log_path(s->home, r->sd->dag_id, r->run_id, t->id, ti->try_number);
     size_t n = strlen(b->log) - 4; /* without ".log" */
-    b->exit = xasprintf("%.*s.exit", (int)n, b->log);
     char *outputs = xasprintf("%.*s.outputs.json", (int)n, b->log);
     if (t->cwd && t->cwd[0] == '/')
         b->cwd = xstrdup(t->cwd);
@@ -1004,7 +1003,7 @@ static void spec_build(struct sched *s, struct sti *ti, struct spec_buf *b)
     b->spec = (struct exec_spec){
         .try_id = ti->try_pk, .dag_id = r->sd->dag_id, .run_id = r->run_id, .task_id = t->id,
         .try_number = ti->try_number, .argv = t->argv, .envp = b->env, .cwd = b->cwd,
-        .log_path = b->log, .exit_path = b->exit,
+        .log_path = b->log,
     };
 }
 
@@ -1014,7 +1013,6 @@ static void spec_cleanup(struct spec_buf *b)
         free(b->env[i]);
     free(b->env);
     free(b->log);
-    free(b->exit);
     free(b->cwd);
 }
 

@@ -20,13 +20,15 @@
  * and after the shepherd died.
  *
  * Adoption of a try (adopt(), and every in-flight try after the connection
- * dropped): the exit file, if present, is the answer; otherwise the shepherd
- * is asked.  If it does not know the try: exit file again (it may have been
- * written meanwhile), else an existing log file means the try reached a
- * shepherd that died without recording its end (lost), else it was provably
- * never started: a try this executor start()ed is then simply sent again
- * (its encoded request is kept until acknowledged); an adopted one is
- * reported with never_started.
+ * dropped): its record in the shepherd's journal, if there is one, is the
+ * answer; otherwise the shepherd is asked.  If it does not know the try: the
+ * journal again (the record may have been appended meanwhile), else an
+ * existing log file means the try reached a shepherd that died without
+ * recording its end (lost), else it was provably never started: a try this
+ * executor start()ed is then simply sent again (its encoded request is kept
+ * until acknowledged); an adopted one is reported with never_started.  How
+ * the journal is read, and why adoptions wait for the next loop turn, is
+ * told above journal_refresh().
  *
  * Results are never delivered from inside start()/adopt(): those found
  * without asking the shepherd go through a uv_idle_t to the next loop turn.
@@ -46,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,7 +62,8 @@ extern char **environ;
 
 #define CONNECT_WAIT_US (5 * 1000000)
 
-enum { LT_SPAWNING = 1, LT_RUNNING, LT_QUERYING };
+/* LT_ADOPTING: adopt()ed, waiting for the next loop turn (adopt_batch). */
+enum { LT_SPAWNING = 1, LT_RUNNING, LT_QUERYING, LT_ADOPTING };
 
 struct ltry {
     struct shp_map_node node;       /* key: try_id */
@@ -69,9 +73,8 @@ struct ltry {
     int64_t grace_ms;
     char *spawn_msg;                /* start()ed tries, until the shepherd answers */
     size_t spawn_len;
-    char *exit_path;                /* both point into paths[] */
-    char *log_path;
-    char paths[];
+    struct shp_exit *rec;           /* its journal record, once read */
+    char log_path[];
 };
 
 struct outmsg {
@@ -106,6 +109,15 @@ struct exec_local {
     struct deferred *dq_head, *dq_tail;
     uv_idle_t idle;
     struct shp_map tries;
+    bool adopting;                  /* some tries are LT_ADOPTING */
+    /* The journal as read so far: jnl_fd follows the file that was
+     * jnl_path when it was opened, from jnl_off, the first byte not parsed. */
+    char *jnl_path, *jnl_old_path;
+    bool jnl_started;
+    int jnl_fd;
+    dev_t jnl_dev;
+    ino_t jnl_ino;
+    int64_t jnl_off;
     char *rxbuf;
     int live_handles;
     bool closing;
@@ -122,16 +134,12 @@ static struct ltry *try_find(struct exec_local *ex, int64_t try_id)
     return n ? container_of(n, struct ltry, node) : NULL;
 }
 
-static struct ltry *try_new(struct exec_local *ex, int64_t try_id, const char *log_path,
-                            const char *exit_path)
+static struct ltry *try_new(struct exec_local *ex, int64_t try_id, const char *log_path)
 {
-    size_t ln = strlen(log_path) + 1, en = strlen(exit_path) + 1;
-    struct ltry *t = xcalloc(1, sizeof *t + ln + en);
+    size_t ln = strlen(log_path) + 1;
+    struct ltry *t = xcalloc(1, sizeof *t + ln);
     t->node.key = try_id;
-    t->log_path = t->paths;
     memcpy(t->log_path, log_path, ln);
-    t->exit_path = t->paths + ln;
-    memcpy(t->exit_path, exit_path, en);
     shp_map_put(&ex->tries, &t->node);
     return t;
 }
@@ -140,6 +148,7 @@ static void try_free(struct exec_local *ex, struct ltry *t)
 {
     shp_map_del(&ex->tries, t->node.key);
     free(t->spawn_msg);
+    free(t->rec);
     free(t);
 }
 
@@ -168,12 +177,16 @@ static void result_from_exit(int64_t try_id, const struct shp_exit *e, struct ex
     }
 }
 
+static void adopt_batch(struct exec_local *ex);
+
 static void on_idle(uv_idle_t *h)
 {
     struct exec_local *ex = container_of(h, struct exec_local, idle);
+    uv_idle_stop(h);
+    if (ex->adopting && !ex->closing)
+        adopt_batch(ex);
     struct deferred *d = ex->dq_head;
     ex->dq_head = ex->dq_tail = NULL;
-    uv_idle_stop(h);
     while (d) {
         struct deferred *next = d->next;
         if (!ex->closing && ex->base.on_done)
@@ -455,14 +468,159 @@ static int connect_shepherd(struct exec_local *ex, struct kiln_err *err)
     }
 }
 
+/* ---- the journal ------------------------------------------------------- */
+
+/* The shepherd appends one line per ended try to HOME/shepherd.journal
+ * (format in shepherd_proto.h) before it reports the end.  It is read only
+ * when an answer is needed: adoption, an UNKNOWN from a shepherd, a lost
+ * connection; a try that ends while the connection holds is reported by
+ * EXITED and costs no read.  The reader follows the file through a
+ * descriptor, from the first byte it has not parsed, so a read takes what
+ * was appended since the last one; the first read takes the rotated
+ * shepherd.journal.1 first.  Only complete lines count: the last one may be
+ * half written (or torn by a crash) and waits for the next read; a malformed
+ * one is skipped with a warning.
+ *
+ * Memory: a record is kept only for a try this executor tracks when the line
+ * is parsed, on the ltry, and freed with it; so at most one record per try
+ * in flight, however long the journal, and none once the daemon is done
+ * with a try.  The price: a line parsed before its try was tracked is not
+ * kept, and adopt() starts tracking tries whose lines may have been passed
+ * long ago.  So adoptions wait for the next loop turn (a restarted daemon
+ * adopts all its tries in one turn) and the journal is then read again from
+ * its start, once for all of them (adopt_batch).  Tries start()ed here are
+ * tracked before their lines can exist. */
+
+#define JOURNAL_CHUNK 65536
+
+static void journal_line(struct exec_local *ex, const char *line, size_t len, const char *path,
+                         int64_t off)
+{
+    int64_t try_id;
+    struct shp_exit e;
+    if (shp_journal_parse(line, len, &try_id, &e) < 0) {
+        LOG_W("local executor: %s: skipping a malformed line at offset %" PRId64, path, off);
+        return;
+    }
+    struct ltry *t = try_find(ex, try_id);
+    if (t && t->rec == NULL) {
+        t->rec = xmalloc(sizeof *t->rec);
+        *t->rec = e;
+    }
+}
+
+/* Parses the complete lines of fd from *off on and moves *off past them. */
+static void journal_scan(struct exec_local *ex, int fd, const char *path, int64_t *off)
+{
+    char *buf = xmalloc(JOURNAL_CHUNK);
+    for (;;) {
+        ssize_t r = pread(fd, buf, JOURNAL_CHUNK, (off_t)*off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            LOG_W("local executor: cannot read %s: %s", path, strerror(errno));
+            break;
+        }
+        size_t used = 0;
+        const char *nl;
+        while ((nl = memchr(buf + used, '\n', (size_t)r - used)) != NULL) {
+            size_t end = (size_t)(nl - buf);
+            journal_line(ex, buf + used, end - used, path, *off + (int64_t)used);
+            used = end + 1;
+        }
+        if (used == 0 && r == JOURNAL_CHUNK) {
+            /* No shepherd writes such a line: skip it by chunks. */
+            LOG_W("local executor: %s: skipping %d bytes without a line end at offset %" PRId64,
+                  path, JOURNAL_CHUNK, *off);
+            used = JOURNAL_CHUNK;
+        }
+        *off += (int64_t)used;
+        if (r < JOURNAL_CHUNK)
+            break;    /* the end, perhaps with half a line */
+    }
+    free(buf);
+}
+
+static void journal_scan_whole(struct exec_local *ex, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            LOG_W("local executor: cannot open %s: %s", path, strerror(errno));
+        return;
+    }
+    int64_t off = 0;
+    journal_scan(ex, fd, path, &off);
+    close(fd);
+}
+
+static void journal_follow_new(struct exec_local *ex)
+{
+    struct stat st;
+    ex->jnl_off = 0;
+    ex->jnl_fd = open(ex->jnl_path, O_RDONLY | O_CLOEXEC);
+    if (ex->jnl_fd < 0)
+        return;    /* no shepherd has run here yet */
+    if (fstat(ex->jnl_fd, &st) < 0) {
+        close(ex->jnl_fd);
+        ex->jnl_fd = -1;
+        return;
+    }
+    ex->jnl_dev = st.st_dev;
+    ex->jnl_ino = st.st_ino;
+    journal_scan(ex, ex->jnl_fd, ex->jnl_path, &ex->jnl_off);
+}
+
+static bool journal_is_ours(const struct exec_local *ex, const struct stat *st)
+{
+    return st->st_dev == ex->jnl_dev && st->st_ino == ex->jnl_ino;
+}
+
+/* Reads what was appended since the last read (see above). */
+static void journal_refresh(struct exec_local *ex)
+{
+    if (!ex->jnl_started) {
+        ex->jnl_started = true;
+        journal_scan_whole(ex, ex->jnl_old_path);
+        journal_follow_new(ex);
+        return;
+    }
+    if (ex->jnl_fd >= 0) {
+        journal_scan(ex, ex->jnl_fd, ex->jnl_path, &ex->jnl_off);
+        struct stat st;
+        if (stat(ex->jnl_path, &st) == 0 && journal_is_ours(ex, &st))
+            return;
+        /* A shepherd that started since renamed it to .1 (or it was removed).
+         * It was renamed after its writer died, and so after any line read
+         * above or not: read it to its end once more.  If .1 is yet another
+         * file, a second rotation came between two reads: read that too. */
+        journal_scan(ex, ex->jnl_fd, ex->jnl_path, &ex->jnl_off);
+        if (stat(ex->jnl_old_path, &st) == 0 && !journal_is_ours(ex, &st))
+            journal_scan_whole(ex, ex->jnl_old_path);
+        close(ex->jnl_fd);
+        ex->jnl_fd = -1;
+    }
+    journal_follow_new(ex);
+}
+
+/* Forgets the position, so the next read starts from the beginning. */
+static void journal_reset(struct exec_local *ex)
+{
+    if (ex->jnl_fd >= 0)
+        close(ex->jnl_fd);
+    ex->jnl_fd = -1;
+    ex->jnl_off = 0;
+    ex->jnl_started = false;
+}
+
 /* ---- messages from the shepherd ---------------------------------------- */
 
 static void resolve_unknown(struct exec_local *ex, struct ltry *t)
 {
     struct exec_result res = { .try_id = t->node.key };
-    struct shp_exit e;
-    if (shp_exit_read(t->exit_path, &e) == 0) {
-        result_from_exit(t->node.key, &e, &res);
+    journal_refresh(ex);
+    if (t->rec) {
+        result_from_exit(t->node.key, t->rec, &res);
         deliver_done(ex, t, &res);
         return;
     }
@@ -540,20 +698,23 @@ static void handle_msg(struct exec_local *ex, const struct shp_view *m)
     }
 }
 
-/* After the connection dropped: every tracked try is adopted again. Results
- * found on disk are deferred, since a callback may start tries (and so grow
- * the table) while it is being walked. */
+/* After the connection dropped: every tracked try is adopted again (those
+ * still LT_ADOPTING are left to adopt_batch). Results found in the journal
+ * are deferred, since a callback may start tries (and so grow the table)
+ * while it is being walked. */
 static void readopt_all(struct exec_local *ex, const char *fail_reason)
 {
+    journal_refresh(ex);
     for (size_t i = 0; i < ((size_t)1 << ex->tries.bits); i++) {
         struct shp_map_node *n = ex->tries.b[i], *next;
         for (; n; n = next) {
             next = n->next;
             struct ltry *t = container_of(n, struct ltry, node);
             struct exec_result res;
-            struct shp_exit e;
-            if (shp_exit_read(t->exit_path, &e) == 0) {
-                result_from_exit(t->node.key, &e, &res);
+            if (t->state == LT_ADOPTING)
+                continue;
+            if (t->rec) {
+                result_from_exit(t->node.key, t->rec, &res);
             } else if (fail_reason) {
                 memset(&res, 0, sizeof res);
                 res.try_id = t->node.key;
@@ -623,24 +784,21 @@ static int abs_path(const struct exec_local *ex, const char *p, char *out, size_
 }
 
 static char *encode_spawn(int64_t try_id, const char *cwd, const char *log_path,
-                          const char *exit_path, char *const *argv, char *const *envp,
-                          size_t *len)
+                          char *const *argv, char *const *envp, size_t *len)
 {
     size_t argc = 0, envc = 0;
-    size_t total = sizeof(struct shp_msg) + strlen(cwd) + strlen(log_path) +
-                   strlen(exit_path) + 3;
+    size_t total = sizeof(struct shp_msg) + strlen(cwd) + strlen(log_path) + 2;
     for (; argv[argc]; argc++)
         total += strlen(argv[argc]) + 1;
     for (; envp[envc]; envc++)
         total += strlen(envp[envc]) + 1;
-    struct shp_msg h = { .type = SHP_SPAWN, .nstr = (uint32_t)(3 + argc + envc),
+    struct shp_msg h = { .type = SHP_SPAWN, .nstr = (uint32_t)(2 + argc + envc),
                          .try_id = try_id, .v = { (int64_t)argc, (int64_t)envc } };
     char *buf = xmalloc(total);
     memcpy(buf, &h, sizeof h);
     char *p = buf + sizeof h;
     p = stpcpy(p, cwd) + 1;
     p = stpcpy(p, log_path) + 1;
-    p = stpcpy(p, exit_path) + 1;
     for (size_t i = 0; i < argc; i++)
         p = stpcpy(p, argv[i]) + 1;
     for (size_t i = 0; i < envc; i++)
@@ -650,19 +808,16 @@ static char *encode_spawn(int64_t try_id, const char *cwd, const char *log_path,
 }
 
 static int check_spec(struct exec_local *ex, const struct exec_spec *spec, char *log_path,
-                      char *exit_path, struct kiln_err *err)
+                      struct kiln_err *err)
 {
     if (ex->closing)
         return kiln_err_set(err, KILN_ESTATE, "the local executor is closing");
-    if (spec->log_path == NULL || spec->exit_path == NULL || !spec->log_path[0] ||
-        !spec->exit_path[0])
-        return kiln_err_set(err, KILN_EINVALID, "try %" PRId64 ": no log or exit path",
-                            spec->try_id);
+    if (spec->log_path == NULL || !spec->log_path[0])
+        return kiln_err_set(err, KILN_EINVALID, "try %" PRId64 ": no log path", spec->try_id);
     if (try_find(ex, spec->try_id))
         return kiln_err_set(err, KILN_ESTATE, "try %" PRId64 " is already tracked",
                             spec->try_id);
-    if (abs_path(ex, spec->log_path, log_path, PATH_MAX) < 0 ||
-        abs_path(ex, spec->exit_path, exit_path, PATH_MAX) < 0)
+    if (abs_path(ex, spec->log_path, log_path, PATH_MAX) < 0)
         return kiln_err_set(err, -ENAMETOOLONG, "try %" PRId64 ": path too long",
                             spec->try_id);
     return 0;
@@ -671,8 +826,8 @@ static int check_spec(struct exec_local *ex, const struct exec_spec *spec, char 
 static int local_start(struct executor *base, const struct exec_spec *spec, struct kiln_err *err)
 {
     struct exec_local *ex = (struct exec_local *)base;
-    char log_path[PATH_MAX], exit_path[PATH_MAX], cwd[PATH_MAX];
-    int rc = check_spec(ex, spec, log_path, exit_path, err);
+    char log_path[PATH_MAX], cwd[PATH_MAX];
+    int rc = check_spec(ex, spec, log_path, err);
     if (rc < 0)
         return rc;
     if (spec->argv == NULL || spec->argv[0] == NULL)
@@ -682,9 +837,9 @@ static int local_start(struct executor *base, const struct exec_spec *spec, stru
                             spec->try_id);
     if (ex->conn == NULL && (rc = connect_shepherd(ex, err)) < 0)
         return rc;
-    struct ltry *t = try_new(ex, spec->try_id, log_path, exit_path);
+    struct ltry *t = try_new(ex, spec->try_id, log_path);
     t->state = LT_SPAWNING;
-    t->spawn_msg = encode_spawn(spec->try_id, cwd, log_path, exit_path, spec->argv,
+    t->spawn_msg = encode_spawn(spec->try_id, cwd, log_path, spec->argv,
                                 spec->envp ? spec->envp : environ, &t->spawn_len);
     conn_send(ex, t->spawn_msg, t->spawn_len);
     return 0;
@@ -703,27 +858,64 @@ static int local_cancel(struct executor *base, int64_t try_id, int64_t grace_ms)
     return 0;
 }
 
+/* Only records the try: adopt_batch() answers on the next loop turn. */
 static int local_adopt(struct executor *base, const struct exec_spec *spec,
                        const char *executor_id, struct kiln_err *err)
 {
     struct exec_local *ex = (struct exec_local *)base;
-    char log_path[PATH_MAX], exit_path[PATH_MAX];
-    int rc = check_spec(ex, spec, log_path, exit_path, err);
+    char log_path[PATH_MAX];
+    int rc = check_spec(ex, spec, log_path, err);
     if (rc < 0)
         return rc;
-    struct shp_exit e;
-    if (shp_exit_read(exit_path, &e) == 0) {
-        struct exec_result res;
-        result_from_exit(spec->try_id, &e, &res);
-        defer_done(ex, &res);
-        return 0;
-    }
-    if (ex->conn == NULL && (rc = connect_shepherd(ex, err)) < 0)
-        return rc;
-    struct ltry *t = try_new(ex, spec->try_id, log_path, exit_path);
-    t->state = LT_QUERYING;
-    send_simple(ex, SHP_QUERY, spec->try_id, 0);
+    struct ltry *t = try_new(ex, spec->try_id, log_path);
+    t->state = LT_ADOPTING;
+    ex->adopting = true;
+    if (!uv_is_active((uv_handle_t *)&ex->idle))
+        uv_idle_start(&ex->idle, on_idle);
     return 0;
+}
+
+/* Answers the tries adopt() recorded since the last loop turn: the journal is
+ * read from its start once for all of them (see above journal_refresh), and
+ * the shepherd is asked about those it has no line for. */
+static void adopt_batch(struct exec_local *ex)
+{
+    ex->adopting = false;
+    journal_reset(ex);
+    journal_refresh(ex);
+    struct kiln_err err = { 0 };
+    bool unreachable = false;
+    for (size_t i = 0; i < ((size_t)1 << ex->tries.bits); i++) {
+        struct shp_map_node *n = ex->tries.b[i], *next;
+        for (; n; n = next) {
+            next = n->next;
+            struct ltry *t = container_of(n, struct ltry, node);
+            if (t->state != LT_ADOPTING)
+                continue;
+            struct exec_result res;
+            if (t->rec) {
+                result_from_exit(t->node.key, t->rec, &res);
+            } else {
+                if (ex->conn == NULL && !unreachable && connect_shepherd(ex, &err) < 0) {
+                    LOG_E("local executor: %s", err.msg);
+                    unreachable = true;
+                }
+                if (!unreachable) {
+                    t->state = LT_QUERYING;
+                    send_simple(ex, SHP_QUERY, t->node.key, 0);
+                    if (t->cancel_wanted && t->kill_gen != ex->conn_gen)
+                        send_kill(ex, t);
+                    continue;
+                }
+                memset(&res, 0, sizeof res);
+                res.try_id = t->node.key;
+                res.lost = true;
+                snprintf(res.reason, sizeof res.reason, "could not re-attach: %.200s", err.msg);
+            }
+            try_free(ex, t);
+            defer_done(ex, &res);
+        }
+    }
 }
 
 static void finish_close(struct exec_local *ex)
@@ -734,10 +926,14 @@ static void finish_close(struct exec_local *ex)
             next = n->next;
             struct ltry *t = container_of(n, struct ltry, node);
             free(t->spawn_msg);
+            free(t->rec);
             free(t);
         }
     }
     shp_map_free(&ex->tries);
+    journal_reset(ex);
+    free(ex->jnl_path);
+    free(ex->jnl_old_path);
     while (ex->dq_head) {
         struct deferred *d = ex->dq_head;
         ex->dq_head = d->next;
@@ -783,6 +979,8 @@ static const struct executor_ops local_ops = {
 static void free_unconnected(struct exec_local *ex)
 {
     shp_map_free(&ex->tries);
+    free(ex->jnl_path);
+    free(ex->jnl_old_path);
     free(ex->rxbuf);
     free(ex->home);
     free(ex->self_exe);
@@ -817,6 +1015,9 @@ int exec_local_new(struct executor **out, uv_loop_t *loop, const char *home,
     ex->self_exe = self_exe[0] == '/' ? xstrdup(self_exe)
                                       : xasprintf("%s/%s", ex->cwd, self_exe);
     ex->sock_path = xasprintf("%s/shepherd.sock", ex->home);
+    ex->jnl_path = xasprintf("%s/" SHP_JOURNAL, ex->home);
+    ex->jnl_old_path = xasprintf("%s/" SHP_JOURNAL_OLD, ex->home);
+    ex->jnl_fd = -1;
     shp_map_init(&ex->tries);
     ex->rxbuf = xmalloc(SHP_PKT_BUF);
     rc = connect_shepherd(ex, err);

@@ -12,8 +12,9 @@
  *    daemon to reap, and a kill -9 of the daemon does not touch it).
  *  - The child calls setsid(), becomes the child subreaper, sends stdio to
  *    HOME/shepherd.log, chdir("/"), writes "pid instance-id" into the lock
- *    file (for operators and tests) and runs a poll() loop over a signalfd
- *    (SIGCHLD, SIGTERM, SIGINT), the listening socket and the connections.
+ *    file (for operators and tests), opens the journal (see Exit status) and
+ *    runs a poll() loop over a signalfd (SIGCHLD, SIGTERM, SIGINT), the
+ *    listening socket and the connections.
  *    Several clients may be connected (a daemon, and a "kiln dags test"
  *    running tasks in-process on the same home): a new connection does not
  *    replace an old one, which would make two live executors throw each
@@ -31,26 +32,40 @@
  *    the open fails with ENOENT) before anything else: its existence is the
  *    durable marker "this try reached a shepherd".
  *  - argv[0] without a slash is looked up in the PATH of the request's envp
- *    (default "/bin:/usr/bin" like execvpe), not in the shepherd's own; the
- *    full path then goes to posix_spawn (vfork-based in glibc, no fork).
+ *    (default "/bin:/usr/bin" like execvpe), not in the shepherd's own, and
+ *    the answer is cached (see resolve_cmd); the full path then goes to
+ *    posix_spawn (vfork-based in glibc, no fork).
  *    File actions: the log on fds 1 and 2, chdir to cwd.  stdin is the
  *    shepherd's own /dev/null, inherited, which saves an open per task.
  *    Attributes: own process group (pgid = pid), empty signal mask, default
  *    disposition for every signal the shepherd touched.
  *  - If the command cannot be executed, the reason ("command not found: x",
  *    "permission denied: ./x", "working directory not found: d") goes to the
- *    daemon, into the log file and into the exit file, so adoption sees it.
+ *    daemon, into the log file and into the journal, so adoption sees it.
  *
  * Exit status
  *  - SIGCHLD drains waitpid(-1, WNOHANG); pids that are not tries are
- *    orphans reparented to the subreaper and are just reaped.  For a try the
- *    exit file is written, then EXITED goes to the connected daemon, if any.
- *    No fsync: the file must survive a crash of any process, not a power
- *    loss.  No temporary file + rename either, which saves a directory
- *    operation per task: one write() of one line, and readers treat an
- *    incomplete file as absent (see shp_exit_write).
+ *    orphans reparented to the subreaper and are just reaped.  For a try a
+ *    line is appended to HOME/shepherd.journal (format in shepherd_proto.h),
+ *    then EXITED goes to the connected daemon, if any.
+ *  - One journal per home rather than a file per try: creating an inode per
+ *    task cost the shepherd 30-100 us of CPU (far more on ext4 right after
+ *    many files were deleted), on the path of every exit.  The
+ *    journal is opened once, at start-up under the lock (so this shepherd is
+ *    its only writer), with O_APPEND; each record is one write() of one
+ *    line, and readers take complete lines only.  No fsync: it must survive
+ *    a crash of any process, not a power loss.
+ *  - A journal over SHP_JOURNAL_MAX (KILN_SHEPHERD_JOURNAL_MAX overrides it,
+ *    for tests) is renamed to shepherd.journal.1 at start-up, replacing the
+ *    older one, while nothing writes it: a reader that follows the old file
+ *    through its descriptor reads it to its end and goes on with the new one.
+ *  - A last line without its newline (a shepherd died in the middle of the
+ *    write, or a write was short) gets its newline before the next record,
+ *    so that the next record does not continue it.  The torn record then
+ *    reads as malformed, or with its pid or reason cut short, never with a
+ *    wrong status: a line that has all six fields has its first five whole.
  *  - Ended tries stay in the table (newest SHP_KEEP_DONE) so a reconnecting
- *    daemon can ask; the exit file remains the truth after that.
+ *    daemon can ask; the journal remains the truth after that.
  *
  * Cancel
  *  - KILL sends SIGTERM to the process group and schedules SIGKILL after
@@ -60,8 +75,8 @@
  *    process-group id (pid_max can be as low as 32768).
  *
  * The wire protocol is described in shepherd_proto.h; the shared helpers
- * (framing, encoding, the int64 map, exit files) live at the top of this file
- * because local.c uses them too. */
+ * (framing, encoding, the int64 map, journal lines) live at the top of this
+ * file because local.c uses them too. */
 #include "shepherd.h"
 
 #include <errno.h>
@@ -291,69 +306,83 @@ static int mkdir_parent(const char *path)
     return mkdir_p(dir, 0755);
 }
 
-int shp_exit_write(const char *path, const struct shp_exit *e)
+int shp_journal_format(char *buf, size_t n, int64_t try_id, const struct shp_exit *e)
 {
-    char line[512];
-    int n;
-    if (e->pid == 0) {
-        char reason[sizeof e->reason];
-        snprintf(reason, sizeof reason, "%s", e->reason);
-        for (char *p = reason; *p; p++)
-            if (*p == '\n' || *p == '\r')
-                *p = ' ';
-        n = snprintf(line, sizeof line, "%d %d %" PRId64 " %" PRId64 " 0\n%s\n", e->exit_code,
-                     e->term_signal, e->start_us, e->end_us, reason);
-    } else {
-        n = snprintf(line, sizeof line, "%d %d %" PRId64 " %" PRId64 " %d\n", e->exit_code,
-                     e->term_signal, e->start_us, e->end_us, e->pid);
-    }
-    if (n < 0 || (size_t)n >= sizeof line)
+    int len = snprintf(buf, n, "%" PRId64 " %d %d %" PRId64 " %" PRId64 " %d", try_id,
+                       e->exit_code, e->term_signal, e->start_us, e->end_us, e->pid);
+    if (len < 0 || (size_t)len >= n)
         return -EOVERFLOW;
-    /* One write() of one short line into a new file, no temporary file and
-     * rename: a reader can only see it empty while it is being written or if
-     * the shepherd died right then, and readers treat an incomplete file as
-     * absent and ask the shepherd instead (which answers from its table, or
-     * is gone, which makes the try lost either way).  Saves a directory
-     * operation per task. */
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 && errno == ENOENT && mkdir_parent(path) == 0)
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -errno;
-    ssize_t w;
-    do
-        w = write(fd, line, (size_t)n);
-    while (w < 0 && errno == EINTR);
-    int rc = w == n ? 0 : w < 0 ? -errno : -EIO;
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    return rc;
+    size_t at = (size_t)len;
+    if (e->pid == 0 && e->reason[0]) {
+        size_t r = strnlen(e->reason, sizeof e->reason);
+        if (at + 1 + r >= n)
+            return -EOVERFLOW;
+        buf[at++] = ' ';
+        for (size_t i = 0; i < r; i++)
+            buf[at++] = e->reason[i] == '\n' || e->reason[i] == '\r' ? ' ' : e->reason[i];
+    }
+    if (at + 1 >= n)
+        return -EOVERFLOW;
+    buf[at++] = '\n';
+    buf[at] = '\0';
+    return (int)at;
 }
 
-int shp_exit_read(const char *path, struct shp_exit *e)
+/* One decimal number, optionally negative, ending at a space or at end. */
+static bool parse_num(const char **p, const char *end, int64_t min, int64_t max, int64_t *out)
 {
-    char buf[600];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t r;
-    do
-        r = read(fd, buf, sizeof buf - 1);
-    while (r < 0 && errno == EINTR);
-    int saved = errno;
-    close(fd);
-    if (r < 0)
-        return -saved;
-    buf[r] = '\0';
+    const char *s = *p;
+    bool neg = s < end && *s == '-';
+    if (neg)
+        s++;
+    if (s == end || *s < '0' || *s > '9')
+        return false;
+    uint64_t v = 0;
+    for (; s < end && *s >= '0' && *s <= '9'; s++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    if (s < end && *s != ' ')
+        return false;
+    if (v > (uint64_t)INT64_MAX)
+        return false;
+    int64_t x = neg ? -(int64_t)v : (int64_t)v;
+    if (x < min || x > max)
+        return false;
+    *out = x;
+    *p = s;
+    return true;
+}
+
+int shp_journal_parse(const char *line, size_t len, int64_t *try_id, struct shp_exit *e)
+{
+    const char *p = line, *end = line + len;
+    int64_t v[6];
+    static const int64_t lo[6] = { INT64_MIN, INT_MIN, 0, INT64_MIN, INT64_MIN, 0 };
+    static const int64_t hi[6] = { INT64_MAX, INT_MAX, INT_MAX, INT64_MAX, INT64_MAX, INT_MAX };
+    for (int i = 0; i < 6; i++) {
+        if (i > 0) {
+            if (p == end || *p != ' ')
+                return -EPROTO;
+            p++;
+        }
+        if (!parse_num(&p, end, lo[i], hi[i], &v[i]))
+            return -EPROTO;
+    }
     memset(e, 0, sizeof *e);
-    int used = 0;
-    if (sscanf(buf, "%d %d %" SCNd64 " %" SCNd64 " %d%n", &e->exit_code, &e->term_signal,
-               &e->start_us, &e->end_us, &e->pid, &used) != 5 || buf[used] != '\n')
-        return -EPROTO;    /* absent, or still being written: not an answer */
-    if (e->pid == 0) {
-        const char *p = buf + used;
+    *try_id = v[0];
+    e->exit_code = (int)v[1];
+    e->term_signal = (int)v[2];
+    e->start_us = v[3];
+    e->end_us = v[4];
+    e->pid = (int)v[5];
+    if (p < end) {
+        /* Only a spawn failure carries a reason. */
+        if (e->pid != 0)
+            return -EPROTO;
         p++;
-        size_t n = strcspn(p, "\n");
+        size_t n = (size_t)(end - p);
         if (n >= sizeof e->reason)
             n = sizeof e->reason - 1;
         memcpy(e->reason, p, n);
@@ -371,6 +400,7 @@ int shp_exit_read(const char *path, struct shp_exit *e)
 #define SHP_SOCK "shepherd.sock"
 #define SHP_LOCK "shepherd.lock"
 #define SHP_LOG "shepherd.log"
+#define CMD_CACHE_SLOTS 256
 
 struct dl {
     struct dl *prev, *next;
@@ -412,7 +442,14 @@ struct stry {
     uint64_t owner;                 /* client that gets EXITED (0: none) */
     int64_t kill_at;                /* mono_us of the scheduled SIGKILL */
     struct shp_exit ex;             /* pid and start_us; the rest once ended */
-    char exit_path[];
+};
+
+/* A resolved command (see resolve_cmd); the strings live in buf. */
+struct cmd_ent {
+    uint64_t hash;
+    const char *name, *path_var, *cwd;    /* cwd: "" unless PATH has relative entries */
+    const char *resolved;
+    char buf[];
 };
 
 struct sout {
@@ -431,6 +468,8 @@ struct client {
 
 struct shepherd {
     int home_fd, lock_fd, listen_fd, sig_fd;
+    int journal_fd;
+    bool journal_torn;              /* its last line lacks the newline: add one first */
     dev_t sock_dev;
     ino_t sock_ino;
     char instance[33];
@@ -442,6 +481,7 @@ struct shepherd {
     uint64_t next_client_id;
     char *rxbuf;
     posix_spawnattr_t attr;
+    struct cmd_ent *cmd_cache[CMD_CACHE_SLOTS];
     int64_t idle_us, idle_since;
     bool stop;
 };
@@ -452,11 +492,9 @@ static struct stry *try_find(struct shepherd *sh, int64_t try_id)
     return n ? container_of(n, struct stry, by_id) : NULL;
 }
 
-static struct stry *try_new(struct shepherd *sh, int64_t try_id, const char *exit_path)
+static struct stry *try_new(struct shepherd *sh, int64_t try_id)
 {
-    size_t n = strlen(exit_path) + 1;
-    struct stry *t = xcalloc(1, sizeof *t + n);
-    memcpy(t->exit_path, exit_path, n);
+    struct stry *t = xcalloc(1, sizeof *t);
     t->by_id.key = try_id;
     dl_init(&t->kill_link);
     dl_init(&t->done_link);
@@ -611,6 +649,39 @@ static void send_state(struct client *c, const struct stry *t)
     }
 }
 
+/* ---- the journal ------------------------------------------------------- */
+
+/* Appends the line of an ended try with one write(): O_APPEND puts it at the
+ * end in one piece, and readers take only lines that have their newline, so
+ * half a record is never an answer.  No fsync: the journal must survive a
+ * crash of any process, not a power loss.  Called before the end is
+ * reported, so whatever a daemon has heard of is in the journal too. */
+static void journal_append(struct shepherd *sh, int64_t try_id, const struct shp_exit *e)
+{
+    char buf[1 + SHP_JOURNAL_LINE_MAX];
+    buf[0] = '\n';
+    int n = shp_journal_format(buf + 1, sizeof buf - 1, try_id, e);
+    if (n < 0) {
+        LOG_E("try %" PRId64 ": journal line too long", try_id);
+        return;
+    }
+    /* After a torn line (a short write, or a shepherd that died while
+     * writing), a newline first, so this record does not continue it. */
+    size_t off = sh->journal_torn ? 0 : 1, len = (size_t)n + 1 - off;
+    ssize_t w;
+    do
+        w = write(sh->journal_fd, buf + off, len);
+    while (w < 0 && errno == EINTR);
+    if (w == (ssize_t)len) {
+        sh->journal_torn = false;
+        return;
+    }
+    int err = w < 0 ? errno : EIO;
+    if (w > 0)
+        sh->journal_torn = (size_t)w > 1 - off;    /* part of the record went in */
+    LOG_E("try %" PRId64 ": cannot append to %s: %s", try_id, SHP_JOURNAL, strerror(err));
+}
+
 /* ---- spawning ---------------------------------------------------------- */
 
 static const char *env_get(char *const *envp, const char *name)
@@ -625,19 +696,9 @@ static const char *env_get(char *const *envp, const char *name)
 /* execvpe's search, but in the request's PATH.  A relative PATH entry is
  * relative to the task's working directory, which is where the child will
  * be when it execs; the result is made absolute so it does not matter. */
-static int resolve_cmd(const char *name, char *const *envp, const char *cwd, char *out,
+static int search_path(const char *name, const char *path, const char *cwd, char *out,
                        size_t outsz)
 {
-    if (strchr(name, '/')) {
-        if ((size_t)snprintf(out, outsz, "%s", name) >= outsz)
-            return -ENAMETOOLONG;
-        return 0;
-    }
-    if (*name == '\0')
-        return -ENOENT;
-    const char *path = env_get(envp, "PATH");
-    if (path == NULL)
-        path = "/bin:/usr/bin";
     bool eacces = false;
     for (const char *p = path;; ) {
         const char *colon = strchrnul(p, ':');
@@ -669,6 +730,76 @@ static int resolve_cmd(const char *name, char *const *envp, const char *cwd, cha
     return eacces ? -EACCES : -ENOENT;
 }
 
+static bool path_has_relative(const char *path)
+{
+    for (const char *p = path;; p++) {
+        if (*p != '/')
+            return true;    /* an empty entry means "." */
+        p = strchrnul(p, ':');
+        if (*p == '\0')
+            return false;
+    }
+}
+
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * UINT64_C(0x100000001b3);
+    return (h ^ 0xff) * UINT64_C(0x100000001b3);    /* the terminator separates fields */
+}
+
+/* Resolves argv[0] like resolve_cmd's search, through a cache keyed by
+ * (name, PATH, cwd when PATH has relative entries): the search costs a
+ * stat() per PATH entry up to the hit (4 or 5 for "true") on every spawn,
+ * a cached answer one access(X_OK), which also drops an entry whose file
+ * went away or lost its execute bit (the search then runs again).  Like a
+ * shell's command hash, a hit does not notice a new command of the same
+ * name earlier in PATH.  Direct-mapped: a colliding entry replaces the old
+ * one, which bounds the memory without any bookkeeping. */
+static int resolve_cmd(struct shepherd *sh, const char *name, char *const *envp,
+                       const char *cwd, char *out, size_t outsz)
+{
+    if (strchr(name, '/')) {
+        if ((size_t)snprintf(out, outsz, "%s", name) >= outsz)
+            return -ENAMETOOLONG;
+        return 0;
+    }
+    if (*name == '\0')
+        return -ENOENT;
+    const char *path = env_get(envp, "PATH");
+    if (path == NULL)
+        path = "/bin:/usr/bin";
+    const char *key_cwd = path_has_relative(path) ? cwd : "";
+    uint64_t h = hash_str(hash_str(hash_str(UINT64_C(0xcbf29ce484222325), name), path),
+                          key_cwd);
+    struct cmd_ent **slot = &sh->cmd_cache[h % CMD_CACHE_SLOTS];
+    struct cmd_ent *e = *slot;
+    if (e && e->hash == h && strcmp(e->name, name) == 0 && strcmp(e->path_var, path) == 0 &&
+        strcmp(e->cwd, key_cwd) == 0) {
+        size_t n = strlen(e->resolved);
+        if (n < outsz && access(e->resolved, X_OK) == 0) {
+            memcpy(out, e->resolved, n + 1);
+            return 0;
+        }
+    }
+    int rc = search_path(name, path, cwd, out, outsz);
+    free(*slot);
+    *slot = NULL;
+    if (rc < 0)
+        return rc;    /* failures are not cached: the command may appear */
+    size_t ln = strlen(name) + 1, lp = strlen(path) + 1, lc = strlen(key_cwd) + 1;
+    size_t lr = strlen(out) + 1;
+    e = xmalloc(sizeof *e + ln + lp + lc + lr);
+    e->hash = h;
+    char *b = e->buf;
+    e->name = memcpy(b, name, ln);
+    e->path_var = memcpy(b += ln, path, lp);
+    e->cwd = memcpy(b += lp, key_cwd, lc);
+    e->resolved = memcpy(b + lc, out, lr);
+    *slot = e;
+    return 0;
+}
+
 static void spawn_reason(char *buf, size_t n, int err, const char *cmd)
 {
     switch (err) {
@@ -690,12 +821,11 @@ static void spawn_reason(char *buf, size_t n, int err, const char *cmd)
 }
 
 /* Records a try whose command could not be executed: the reason goes to the
- * log (if open), the exit file, the table and the daemon. */
-static void spawn_failed(struct shepherd *sh, struct client *c, int64_t try_id,
-                         const char *exit_path, int log_fd, int err, int64_t start_us,
-                         const char *reason)
+ * log (if open), the journal, the table and the daemon. */
+static void spawn_failed(struct shepherd *sh, struct client *c, int64_t try_id, int log_fd,
+                         int err, int64_t start_us, const char *reason)
 {
-    struct stry *t = try_new(sh, try_id, exit_path);
+    struct stry *t = try_new(sh, try_id);
     t->state = ST_FAILED;
     t->owner = c->id;
     t->ex.exit_code = err == ENOENT || err == ENOTDIR ? 127 : 126;
@@ -704,9 +834,7 @@ static void spawn_failed(struct shepherd *sh, struct client *c, int64_t try_id,
     snprintf(t->ex.reason, sizeof t->ex.reason, "%s", reason);
     if (log_fd >= 0)
         dprintf(log_fd, "kiln: %s\n", t->ex.reason);
-    int rc = shp_exit_write(exit_path, &t->ex);
-    if (rc < 0)
-        LOG_E("try %" PRId64 ": cannot write %s: %s", try_id, exit_path, strerror(-rc));
+    journal_append(sh, try_id, &t->ex);
     send_failed(c, try_id, err, &t->ex);
     try_ended(sh, t);
 }
@@ -723,7 +851,7 @@ static void do_spawn(struct shepherd *sh, struct client *c, const struct shp_vie
     }
     int64_t argc = m->h.v[0], envc = m->h.v[1];
     if (argc < 1 || envc < 0 || argc > (int64_t)m->h.nstr || envc > (int64_t)m->h.nstr ||
-        3 + argc + envc != (int64_t)m->h.nstr) {
+        2 + argc + envc != (int64_t)m->h.nstr) {
         LOG_W("try %" PRId64 ": malformed spawn request", try_id);
         struct shp_exit e = { .start_us = now_us(), .end_us = now_us() };
         snprintf(e.reason, sizeof e.reason, "malformed spawn request");
@@ -732,10 +860,9 @@ static void do_spawn(struct shepherd *sh, struct client *c, const struct shp_vie
     }
     const char *cwd = m->str;
     const char *log_path = shp_next_str(cwd);
-    const char *exit_path = shp_next_str(log_path);
     char **argv = xmalloc(((size_t)argc + 1 + (size_t)envc + 1) * sizeof *argv);
     char **envp = argv + argc + 1;
-    const char *s = shp_next_str(exit_path);
+    const char *s = shp_next_str(log_path);
     for (int64_t i = 0; i < argc; i++, s = shp_next_str(s))
         argv[i] = (char *)s;
     argv[argc] = NULL;
@@ -745,9 +872,9 @@ static void do_spawn(struct shepherd *sh, struct client *c, const struct shp_vie
 
     int64_t start_us = now_us();
     char reason[sizeof ((struct shp_exit *)0)->reason];
-    if (log_path[0] == '\0' || exit_path[0] == '\0') {
+    if (log_path[0] == '\0') {
         struct shp_exit e = { .start_us = start_us, .end_us = start_us };
-        snprintf(e.reason, sizeof e.reason, "spawn request without log or exit path");
+        snprintf(e.reason, sizeof e.reason, "spawn request without a log path");
         send_failed(c, try_id, EINVAL, &e);
         free(argv);
         return;
@@ -758,12 +885,12 @@ static void do_spawn(struct shepherd *sh, struct client *c, const struct shp_vie
     if (log_fd < 0) {
         int e = errno;
         snprintf(reason, sizeof reason, "cannot open log file %s: %s", log_path, strerror(e));
-        spawn_failed(sh, c, try_id, exit_path, -1, e, start_us, reason);
+        spawn_failed(sh, c, try_id, -1, e, start_us, reason);
         free(argv);
         return;
     }
     char path[PATH_MAX];
-    int rc = resolve_cmd(argv[0], envp, cwd, path, sizeof path);
+    int rc = resolve_cmd(sh, argv[0], envp, cwd, path, sizeof path);
     pid_t pid = 0;
     if (rc == 0) {
         posix_spawn_file_actions_t fa;
@@ -791,14 +918,14 @@ static void do_spawn(struct shepherd *sh, struct client *c, const struct shp_vie
         } else {
             spawn_reason(reason, sizeof reason, e, argv[0]);
         }
-        spawn_failed(sh, c, try_id, exit_path, log_fd, e, start_us, reason);
+        spawn_failed(sh, c, try_id, log_fd, e, start_us, reason);
         close(log_fd);
         free(argv);
         return;
     }
     close(log_fd);
     free(argv);
-    struct stry *t = try_new(sh, try_id, exit_path);
+    struct stry *t = try_new(sh, try_id);
     t->state = ST_RUNNING;
     t->owner = c->id;
     t->ex.pid = pid;
@@ -867,10 +994,7 @@ static void on_child_exit(struct shepherd *sh, struct stry *t, int status)
         kill(-e->pid, SIGKILL);
         dl_del(&t->kill_link);
     }
-    int rc = shp_exit_write(t->exit_path, e);
-    if (rc < 0)
-        LOG_E("try %" PRId64 ": cannot write %s: %s", t->by_id.key, t->exit_path,
-              strerror(-rc));
+    journal_append(sh, t->by_id.key, e);
     send_simple(client_by_id(sh, t->owner), SHP_EXITED, t->by_id.key, e->exit_code,
                 e->term_signal, e->start_us, e->end_us, e->pid);
     try_ended(sh, t);
@@ -1096,6 +1220,50 @@ static int64_t idle_ms_from_env(void)
     return v > SHP_GRACE_MAX_MS ? SHP_GRACE_MAX_MS : v;
 }
 
+static int64_t journal_max_from_env(void)
+{
+    const char *s = getenv("KILN_SHEPHERD_JOURNAL_MAX");
+    if (s == NULL || *s == '\0')
+        return SHP_JOURNAL_MAX;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    return *end != '\0' || v < 0 ? SHP_JOURNAL_MAX : v;
+}
+
+/* Opens the journal for appending; called holding the lock, so no other
+ * shepherd writes it.  A journal over the limit is first renamed to
+ * SHP_JOURNAL_OLD (replacing an older one): readers read that one too, and
+ * it keeps what the previous shepherds recorded for a while.  A last line
+ * without its newline was torn by a shepherd that died while writing it. */
+static int journal_open(struct shepherd *sh)
+{
+    struct stat st;
+    if (fstatat(sh->home_fd, SHP_JOURNAL, &st, 0) == 0 && st.st_size > journal_max_from_env()) {
+        if (renameat(sh->home_fd, SHP_JOURNAL, sh->home_fd, SHP_JOURNAL_OLD) == 0)
+            LOG_I("%s was %lld bytes: renamed to %s", SHP_JOURNAL, (long long)st.st_size,
+                  SHP_JOURNAL_OLD);
+        else
+            LOG_W("cannot rename %s to %s: %s", SHP_JOURNAL, SHP_JOURNAL_OLD, strerror(errno));
+    }
+    sh->journal_fd = openat(sh->home_fd, SHP_JOURNAL, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                            0644);
+    if (sh->journal_fd < 0) {
+        LOG_E("cannot open %s: %s", SHP_JOURNAL, strerror(errno));
+        return -1;
+    }
+    if (fstat(sh->journal_fd, &st) == 0 && st.st_size > 0) {
+        int fd = openat(sh->home_fd, SHP_JOURNAL, O_RDONLY | O_CLOEXEC);
+        char last = '\n';
+        if (fd >= 0) {
+            if (pread(fd, &last, 1, st.st_size - 1) != 1)
+                last = '\n';
+            close(fd);
+        }
+        sh->journal_torn = last != '\n';
+    }
+    return 0;
+}
+
 static void make_instance_id(char out[33])
 {
     unsigned char r[16];
@@ -1239,7 +1407,11 @@ static void shepherd_cleanup(struct shepherd *sh)
     }
     shp_map_free(&sh->tries);
     shp_map_free(&sh->pids);
+    for (size_t i = 0; i < CMD_CACHE_SLOTS; i++)
+        free(sh->cmd_cache[i]);
     free(sh->rxbuf);
+    if (sh->journal_fd >= 0)
+        close(sh->journal_fd);
     if (sh->sig_fd >= 0) {
         posix_spawnattr_destroy(&sh->attr);
         close(sh->sig_fd);
@@ -1258,7 +1430,7 @@ int shepherd_main(const char *home)
     reset_ignored_signals();
 
     struct shepherd sh = {
-        .home_fd = -1, .lock_fd = -1, .listen_fd = -1, .sig_fd = -1,
+        .home_fd = -1, .lock_fd = -1, .listen_fd = -1, .sig_fd = -1, .journal_fd = -1,
     };
     dl_init(&sh.kills);
     dl_init(&sh.done);
@@ -1300,7 +1472,7 @@ int shepherd_main(const char *home)
         _exit(r == 1 ? 0 : 1);
     }
     close(ready[0]);
-    if (setup_process(&sh, log_fd) < 0) {
+    if (setup_process(&sh, log_fd) < 0 || journal_open(&sh) < 0) {
         close(ready[1]);
         shepherd_cleanup(&sh);
         return 1;

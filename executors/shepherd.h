@@ -4,10 +4,11 @@
  * not be lost.  One shepherd per home folder (flock on HOME/shepherd.lock)
  * listens on HOME/shepherd.sock (SOCK_SEQPACKET), spawns each try with
  * posix_spawn in its own process group, is the child subreaper of everything
- * below it, and writes each exit status to the try's exit file (one write of one
- * line; an incomplete file reads as absent) before reporting it.  A restarted daemon reconnects
- * and asks what became of the tries it had started.  The shepherd exits by
- * itself when no daemon is connected and no task is running for a while.
+ * below it, and appends each exit status to HOME/shepherd.journal (one
+ * write() of one line; a line without its newline is not an answer) before
+ * reporting it.  A restarted daemon reads the journal and asks the shepherd
+ * about the rest of the tries it had started.  The shepherd exits by itself
+ * when no daemon is connected and no task is running for a while.
  *
  * The protocol is private to executors/local.c and shepherd.c. */
 #ifndef KILN_SHEPHERD_H

@@ -14,7 +14,7 @@
  *
  *   daemon -> shepherd
  *     SPAWN     try_id; v0 = argc, v1 = envc;
- *               str: cwd ("" = "/"), log_path, exit_path, argv[argc], envp[envc]
+ *               str: cwd ("" = "/"), log_path, argv[argc], envp[envc]
  *     KILL      try_id; v0 = grace_ms (<= 0: SIGKILL at once)
  *     QUERY     try_id
  *   shepherd -> daemon
@@ -36,7 +36,7 @@
 #include "util.h"
 
 #define SHP_MAGIC 0x4b53u         /* "SK" */
-#define SHP_VERSION 1
+#define SHP_VERSION 2            /* 2: SPAWN lost its exit path (the journal replaced it) */
 #define SHP_F_MORE 0x01
 #define SHP_FRAG_MAX 65536u       /* payload bytes per packet */
 #define SHP_MSG_MAX (16u << 20)   /* largest reassembled message */
@@ -128,9 +128,22 @@ void shp_map_put(struct shp_map *m, struct shp_map_node *node);  /* key must be 
 struct shp_map_node *shp_map_del(struct shp_map *m, int64_t key);
 /* Iteration: for (i = 0; i < ((size_t)1 << m->bits); i++) for (n = m->b[i]; ...) */
 
-/* Exit file: one line "exit_code term_signal start_us end_us pid\n"; pid 0
- * means the command could not be executed, and a second line holds the
- * reason. */
+/* The journal: HOME/shepherd.journal, one line per ended try, appended by
+ * the shepherd (one write() per line, before it reports the end) and read by
+ * the local executor when it adopts a try or lost its connection:
+ *
+ *   TRY_ID EXIT_CODE TERM_SIGNAL START_US END_US PID[ REASON]\n
+ *
+ * Decimal numbers separated by one space.  PID 0 means the command could not
+ * be executed; REASON (newlines replaced by spaces) is then the why.  A line
+ * without its newline is still being written, or was torn by a crash, and is
+ * not an answer yet.  A shepherd renames a journal over SHP_JOURNAL_MAX bytes
+ * to HOME/shepherd.journal.1 when it starts, so readers look there too. */
+#define SHP_JOURNAL "shepherd.journal"
+#define SHP_JOURNAL_OLD "shepherd.journal.1"
+#define SHP_JOURNAL_MAX (INT64_C(64) << 20)
+#define SHP_JOURNAL_LINE_MAX 512   /* longest line a shepherd writes, newline included */
+
 struct shp_exit {
     int exit_code, term_signal;
     int64_t start_us, end_us;
@@ -138,10 +151,11 @@ struct shp_exit {
     char reason[256];
 };
 
-/* Writes the exit file (one write(), no fsync).  Returns 0 or -errno. */
-int shp_exit_write(const char *path, const struct shp_exit *e);
-/* Reads it.  Returns 0, -ENOENT when absent, -EPROTO when incomplete or
- * malformed (to be treated as absent). */
-int shp_exit_read(const char *path, struct shp_exit *e);
+/* Formats the journal line of try_id, newline included, into buf.  Returns
+ * its length, or -EOVERFLOW if n is too small. */
+int shp_journal_format(char *buf, size_t n, int64_t try_id, const struct shp_exit *e);
+/* Parses one line of len bytes, without its newline.  Returns 0, or -EPROTO
+ * when it is malformed. */
+int shp_journal_parse(const char *line, size_t len, int64_t *try_id, struct shp_exit *e);
 
 #endif

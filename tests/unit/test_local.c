@@ -64,7 +64,7 @@ struct tctx {
 
 struct tspec {
     struct exec_spec s;
-    char log[PATH_MAX], exitp[PATH_MAX];
+    char log[PATH_MAX];
     char *argv[16];
     char *envp[8];
 };
@@ -252,7 +252,6 @@ static void tspec_init(struct tctx *t, struct tspec *ts, int64_t id, const char 
 {
     memset(ts, 0, sizeof *ts);
     snprintf(ts->log, sizeof ts->log, "%s/logs/%" PRId64 ".log", t->home, id);
-    snprintf(ts->exitp, sizeof ts->exitp, "%s/logs/%" PRId64 ".exit", t->home, id);
     for (int i = 0; argv[i] && i < 15; i++)
         ts->argv[i] = (char *)argv[i];
     for (int i = 0; default_env[i]; i++)
@@ -265,7 +264,6 @@ static void tspec_init(struct tctx *t, struct tspec *ts, int64_t id, const char 
     ts->s.argv = ts->argv;
     ts->s.envp = ts->envp;
     ts->s.log_path = ts->log;
-    ts->s.exit_path = ts->exitp;
 }
 
 static void start_ok(struct tctx *t, struct tspec *ts)
@@ -332,6 +330,37 @@ static void write_file(const char *path, const char *text, mode_t mode)
     chmod(path, mode);
 }
 
+static void append_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+static void home_path(struct tctx *t, const char *name, char *out, size_t n)
+{
+    assert_true((size_t)snprintf(out, n, "%s/%s", t->home, name) < n);
+}
+
+/* The line of try id in the journal file name (newline left out), or NULL;
+ * a last line without its newline does not count. */
+static char *journal_find(struct tctx *t, const char *name, int64_t id)
+{
+    char path[PATH_MAX], prefix[32];
+    home_path(t, name, path, sizeof path);
+    char *s = slurp(path);
+    if (s == NULL)
+        return NULL;
+    size_t pn = (size_t)snprintf(prefix, sizeof prefix, "%" PRId64 " ", id);
+    char *found = NULL;
+    for (char *line = s, *nl; found == NULL && (nl = strchr(line, '\n')) != NULL; line = nl + 1)
+        if (strncmp(line, prefix, pn) == 0)
+            found = strndup(line, (size_t)(nl - line));
+    free(s);
+    return found;
+}
+
 /* ---- basic runs -------------------------------------------------------- */
 
 static void test_true(void **state)
@@ -349,15 +378,18 @@ static void test_true(void **state)
     assert_true(r->res.start_us >= before - 1000);
     assert_true(r->res.end_us >= r->res.start_us);
     assert_int_equal(r->start_us, r->res.start_us);
-    /* The exit file is there, in the documented format. */
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/logs/1.exit", t->home);
-    char *s = slurp(path);
+    /* The journal has its line, in the documented format. */
+    char *s = journal_find(t, SHP_JOURNAL, 1);
     assert_non_null(s);
-    int code, sig, pid;
-    long long a, b;
-    assert_int_equal(sscanf(s, "%d %d %lld %lld %d", &code, &sig, &a, &b, &pid), 5);
+    int code, sig, pid, used = 0;
+    long long id, a, b;
+    assert_int_equal(sscanf(s, "%lld %d %d %lld %lld %d%n", &id, &code, &sig, &a, &b, &pid,
+                            &used), 6);
+    assert_int_equal(s[used], '\0');
     assert_int_equal(code, 0);
+    assert_int_equal(sig, 0);
+    assert_int_equal(a, r->res.start_us);
+    assert_int_equal(b, r->res.end_us);
     assert_int_equal(pid, pid_of(r));
     free(s);
 }
@@ -462,7 +494,17 @@ static void test_spawn_failures(void **state)
     assert_non_null(strstr(s, "command not found: kiln-no-such-command"));
     free(s);
 
-    /* The exit file records it, so adoption sees the same result. */
+    /* The journal records it, with the reason, so adoption sees the same result. */
+    s = journal_find(t, SHP_JOURNAL, 8);
+    assert_non_null(s);
+    int code, sig, pid, used = 0;
+    long long id, a, b;
+    assert_int_equal(sscanf(s, "%lld %d %d %lld %lld %d%n", &id, &code, &sig, &a, &b, &pid,
+                            &used), 6);
+    assert_int_equal(code, 127);
+    assert_int_equal(pid, 0);
+    assert_string_equal(s + used, " command not found: kiln-no-such-command");
+    free(s);
     struct tspec ts;
     tspec_init(t, &ts, 8, (const char *[]){ "kiln-no-such-command", NULL });
     r->done = 0;
@@ -497,7 +539,6 @@ static void test_spawn_failures(void **state)
     /* A log folder that does not exist yet is created. */
     tspec_init(t, &ts, 11, (const char *[]){ "true", NULL });
     snprintf(ts.log, sizeof ts.log, "%s/new/dir/11.log", t->home);
-    snprintf(ts.exitp, sizeof ts.exitp, "%s/new/dir/11.exit", t->home);
     start_ok(t, &ts);
     assert_true(run_until(t, pred_done, 11, 10000));
     assert_int_equal(rec_get(t, 11)->res.exit_code, 0);
@@ -714,9 +755,15 @@ static void test_adopt_finished(void **state)
     struct tspec ts;
     tspec_init(t, &ts, 31, (const char *[]){ "sh", "-c", "sleep 0.1; exit 3", NULL });
     start_in_doomed_daemon(t, &ts, eid, sizeof eid);
-    /* Ends while no daemon is connected; its status is in the exit file. */
-    usleep(400000);
+    int old_pid = shepherd_pid(t);
+    /* It ends while no daemon is connected, and then the shepherd exits
+     * (idle): the answer can only come from the journal. */
+    assert_true(shepherd_gone(t, 5000));
+    char *s = journal_find(t, SHP_JOURNAL, 31);
+    assert_non_null(s);
+    free(s);
     exec_open(t);
+    assert_int_not_equal(shepherd_pid(t), old_pid);
     adopt_ok(t, &ts, eid);
     assert_int_equal(rec_get(t, 31)->done, 0);
     assert_true(run_until(t, pred_done, 31, 10000));
@@ -735,10 +782,15 @@ static void test_adopt_from_shepherd_table(void **state)
     start_in_doomed_daemon(t, &ts, eid, sizeof eid);
     setenv("KILN_SHEPHERD_IDLE_MS", "200", 1);
     int64_t end = mono_us() + 5000000;
-    while (access(ts.exitp, F_OK) != 0 && mono_us() < end)
+    char *line;
+    while ((line = journal_find(t, SHP_JOURNAL, 32)) == NULL && mono_us() < end)
         usleep(5000);
-    /* Without the exit file the answer must come from the shepherd. */
-    assert_int_equal(unlink(ts.exitp), 0);
+    assert_non_null(line);
+    free(line);
+    /* Without its journal line the answer must come from the shepherd. */
+    char jpath[PATH_MAX];
+    home_path(t, SHP_JOURNAL, jpath, sizeof jpath);
+    assert_int_equal(truncate(jpath, 0), 0);
     exec_open(t);
     adopt_ok(t, &ts, eid);
     assert_true(run_until(t, pred_done, 32, 10000));
@@ -961,6 +1013,196 @@ static void test_two_executors(void **state)
     exec_close(t);
 }
 
+/* ---- the journal ------------------------------------------------------- */
+
+/* A record without its newline (a shepherd that died in the middle of its
+ * write) is not an answer; once whole, it is.  A shepherd that finds such a
+ * torn last line ends it before its own first record. */
+static void test_journal_torn(void **state)
+{
+    struct tctx *t = *state;
+    exec_open(t);
+    run_cmd(t, 70, (const char *[]){ "true", NULL });
+    char jpath[PATH_MAX];
+    home_path(t, SHP_JOURNAL, jpath, sizeof jpath);
+    struct tspec ts;
+    tspec_init(t, &ts, 71, (const char *[]){ "true", NULL });
+    write_file(ts.log, "", 0644);    /* it reached a shepherd */
+    append_file(jpath, "71 5 0 100 200 4242");
+    adopt_ok(t, &ts, NULL);
+    assert_true(run_until(t, pred_done, 71, 10000));
+    struct rec *r = rec_get(t, 71);
+    assert_true(r->res.lost);
+
+    append_file(jpath, "\n");
+    r->done = 0;
+    adopt_ok(t, &ts, NULL);
+    assert_true(run_until(t, pred_done, 71, 10000));
+    assert_false(r->res.lost);
+    assert_int_equal(r->res.exit_code, 5);
+    assert_int_equal(r->res.start_us, 100);
+    assert_int_equal(r->res.end_us, 200);
+
+    append_file(jpath, "72 9 0 1");
+    exec_close(t);
+    assert_true(shepherd_gone(t, 5000));
+    exec_open(t);
+    r = run_cmd(t, 73, (const char *[]){ "sh", "-c", "exit 3", NULL });
+    assert_int_equal(r->res.exit_code, 3);
+    char *line = journal_find(t, SHP_JOURNAL, 73);    /* a line of its own */
+    assert_non_null(line);
+    free(line);
+    tspec_init(t, &ts, 72, (const char *[]){ "true", NULL });
+    write_file(ts.log, "", 0644);
+    adopt_ok(t, &ts, NULL);    /* "72 9 0 1" is malformed: skipped */
+    assert_true(run_until(t, pred_done, 72, 10000));
+    assert_true(rec_get(t, 72)->res.lost);
+}
+
+/* A shepherd renames a journal over its limit to shepherd.journal.1 when it
+ * starts; adoption still finds what the previous one recorded there. */
+static void test_journal_rotation(void **state)
+{
+    struct tctx *t = *state;
+    char eid[64];
+    struct tspec ts;
+    tspec_init(t, &ts, 35, (const char *[]){ "sh", "-c", "exit 3", NULL });
+    start_in_doomed_daemon(t, &ts, eid, sizeof eid);
+    assert_true(shepherd_gone(t, 5000));
+    char *line = journal_find(t, SHP_JOURNAL, 35);
+    assert_non_null(line);
+    free(line);
+
+    setenv("KILN_SHEPHERD_JOURNAL_MAX", "10", 1);
+    exec_open(t);
+    unsetenv("KILN_SHEPHERD_JOURNAL_MAX");
+    line = journal_find(t, SHP_JOURNAL_OLD, 35);
+    assert_non_null(line);
+    free(line);
+    assert_null(journal_find(t, SHP_JOURNAL, 35));
+    adopt_ok(t, &ts, eid);
+    assert_true(run_until(t, pred_done, 35, 10000));
+    struct rec *r = rec_get(t, 35);
+    assert_false(r->res.lost || r->res.never_started);
+    assert_int_equal(r->res.exit_code, 3);
+
+    /* And the new journal takes the next records. */
+    r = run_cmd(t, 36, (const char *[]){ "true", NULL });
+    assert_int_equal(r->res.exit_code, 0);
+    line = journal_find(t, SHP_JOURNAL, 36);
+    assert_non_null(line);
+    free(line);
+}
+
+/* An executor that follows the journal reads a file renamed away under it
+ * to its end, then the new file from its start. */
+static void test_journal_follow(void **state)
+{
+    struct tctx *t = *state;
+    exec_open(t);
+    run_cmd(t, 80, (const char *[]){ "true", NULL });
+    struct tspec ts, a, b;
+    tspec_init(t, &ts, 81, (const char *[]){ "true", NULL });
+    adopt_ok(t, &ts, NULL);    /* reads the journal, and follows it from now on */
+    assert_true(run_until(t, pred_done, 81, 10000));
+    assert_true(rec_get(t, 81)->res.never_started);
+
+    /* Two tries only the journal can answer for (their logs exist, the
+     * shepherd never heard of them); the shepherd is stopped so that the
+     * questions wait while the journal is rotated by hand. */
+    tspec_init(t, &a, 82, (const char *[]){ "true", NULL });
+    tspec_init(t, &b, 83, (const char *[]){ "true", NULL });
+    write_file(a.log, "", 0644);
+    write_file(b.log, "", 0644);
+    int pid = shepherd_pid(t);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    adopt_ok(t, &a, NULL);
+    adopt_ok(t, &b, NULL);
+    uv_run(&t->loop, UV_RUN_NOWAIT);    /* no line for them yet: the questions go out */
+    assert_int_equal(rec_get(t, 82)->done + rec_get(t, 83)->done, 0);
+    char jpath[PATH_MAX], old[PATH_MAX];
+    home_path(t, SHP_JOURNAL, jpath, sizeof jpath);
+    home_path(t, SHP_JOURNAL_OLD, old, sizeof old);
+    assert_int_equal(rename(jpath, old), 0);
+    append_file(old, "82 8 0 100 200 4242\n");
+    append_file(jpath, "83 9 0 100 200 4243\n");
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    assert_true(run_until(t, pred_all_done, 4, 10000));
+    assert_false(rec_get(t, 82)->res.lost);
+    assert_int_equal(rec_get(t, 82)->res.exit_code, 8);
+    assert_false(rec_get(t, 83)->res.lost);
+    assert_int_equal(rec_get(t, 83)->res.exit_code, 9);
+}
+
+/* The shepherd caches where a command was found in PATH; an entry whose
+ * file went away or lost its execute bit is looked up again, and a relative
+ * PATH entry is resolved in each task's own working directory. */
+static void test_path_cache(void **state)
+{
+    struct tctx *t = *state;
+    exec_open(t);
+    char bin1[PATH_MAX], bin2[PATH_MAX], tool1[PATH_MAX + 32], tool2[PATH_MAX + 32];
+    char path_env[2 * PATH_MAX + 64];
+    home_path(t, "bin1", bin1, sizeof bin1);
+    home_path(t, "bin2", bin2, sizeof bin2);
+    assert_int_equal(mkdir(bin1, 0755), 0);
+    assert_int_equal(mkdir(bin2, 0755), 0);
+    snprintf(tool1, sizeof tool1, "%s/kiln-test-tool", bin1);
+    snprintf(tool2, sizeof tool2, "%s/kiln-test-tool", bin2);
+    write_file(tool1, "#!/bin/sh\necho one\n", 0755);
+    write_file(tool2, "#!/bin/sh\necho two\n", 0755);
+    snprintf(path_env, sizeof path_env, "PATH=%s:%s:/usr/bin:/bin", bin1, bin2);
+    const char *want[] = { "one\n", "one\n", "two\n" };
+    for (int i = 0; i < 3; i++) {
+        if (i == 2)
+            assert_int_equal(unlink(tool1), 0);
+        struct tspec ts;
+        tspec_init(t, &ts, 90 + i, (const char *[]){ "kiln-test-tool", NULL });
+        ts.envp[0] = path_env;
+        start_ok(t, &ts);
+        assert_true(run_until(t, pred_done, 90 + i, 10000));
+        assert_int_equal(rec_get(t, 90 + i)->res.exit_code, 0);
+        char *s = log_of(t, 90 + i);
+        assert_non_null(s);
+        assert_string_equal(s, want[i]);
+        free(s);
+    }
+    assert_int_equal(chmod(tool2, 0644), 0);
+    struct tspec ts;
+    tspec_init(t, &ts, 93, (const char *[]){ "kiln-test-tool", NULL });
+    ts.envp[0] = path_env;
+    start_ok(t, &ts);
+    assert_true(run_until(t, pred_done, 93, 10000));
+    assert_true(rec_get(t, 93)->res.spawn_failed);
+    assert_non_null(strstr(rec_get(t, 93)->res.reason, "permission denied: kiln-test-tool"));
+
+    /* "." in PATH: the same name and PATH find a different file in each
+     * working directory. */
+    for (int i = 0; i < 2; i++) {
+        char dir[PATH_MAX], tool[PATH_MAX + 32], text[64];
+        home_path(t, i ? "w2" : "w1", dir, sizeof dir);
+        assert_int_equal(mkdir(dir, 0755), 0);
+        snprintf(tool, sizeof tool, "%s/kiln-here", dir);
+        snprintf(text, sizeof text, "#!/bin/sh\necho in w%d\n", i + 1);
+        write_file(tool, text, 0755);
+    }
+    for (int i = 0; i < 4; i++) {
+        char dir[PATH_MAX], want_s[16];
+        home_path(t, i % 2 ? "w2" : "w1", dir, sizeof dir);
+        tspec_init(t, &ts, 94 + i, (const char *[]){ "kiln-here", NULL });
+        ts.envp[0] = "PATH=.:/usr/bin:/bin";
+        ts.s.cwd = dir;
+        start_ok(t, &ts);
+        assert_true(run_until(t, pred_done, 94 + i, 10000));
+        assert_int_equal(rec_get(t, 94 + i)->res.exit_code, 0);
+        char *s = log_of(t, 94 + i);
+        snprintf(want_s, sizeof want_s, "in w%d\n", i % 2 + 1);
+        assert_non_null(s);
+        assert_string_equal(s, want_s);
+        free(s);
+    }
+}
+
 /* A home deeper than sun_path's 108 bytes still works. */
 static void test_long_home(void **state)
 {
@@ -1017,6 +1259,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_bad_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_executors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_torn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_follow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_path_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_home, setup, teardown),
     };
     const char *filter = getenv("KILN_TEST_FILTER");    /* e.g. "test_adopt*" */
