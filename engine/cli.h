@@ -62,6 +62,8 @@ int cli_dags(struct cli *c);
 int cli_runs(struct cli *c);
 int cli_tasks(struct cli *c);
 int cli_db(struct cli *c);
+/* kiln cron: takes the arguments after "cron"; needs no struct cli. */
+int cli_cron(int argc, char **argv);
 int cli_dags_test(struct cli *c, int argc, char **argv);
 
 struct json_object;

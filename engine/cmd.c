@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "dagdir.h"
-#include "load_yaml.h"
 #include "util.h"
 
 static const char *jstr(struct json_object *o, const char *key)
@@ -84,7 +83,7 @@ static int load_one(const char *path, const char *dag_id, struct dag **out, char
     if (rc < 0)
         return kiln_err_set(err, rc, "%s: %s", path, strerror(-rc));
     struct dag *d = NULL;
-    if ((rc = load_yaml_buf(path, buf, n, &d, err)) < 0) {
+    if ((rc = dag_load_buf(path, buf, n, &d, err)) < 0) {
         free(buf);
         return rc;
     }

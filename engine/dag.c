@@ -1,5 +1,6 @@
 #include "dag.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,6 +210,29 @@ void dag_task_add_dep(struct dag_task *t, const char *dep, struct dag_pos pos)
 
 /* --- validation ------------------------------------------------------------ */
 
+/* "FILE:LINE:COL" (YAML), "FILE:LINE" when the column is unknown (Lua DAGs
+ * know only the line of the call that made the task), or "FILE". */
+static const char *where(const struct dag *d, struct dag_pos p, char *buf, size_t size)
+{
+    if (p.line > 0 && p.col > 0)
+        snprintf(buf, size, "%s:%d:%d", d->path, p.line, p.col);
+    else if (p.line > 0)
+        snprintf(buf, size, "%s:%d", d->path, p.line);
+    else
+        snprintf(buf, size, "%s", d->path);
+    return buf;
+}
+
+/* "4:3", or "line 4" without a column, for "first defined at ...". */
+static const char *short_pos(struct dag_pos p, char *buf, size_t size)
+{
+    if (p.col > 0)
+        snprintf(buf, size, "%d:%d", p.line, p.col);
+    else
+        snprintf(buf, size, "line %d", p.line);
+    return buf;
+}
+
 /* The task id closest to `name` within a small edit distance, for hints. */
 static const char *closest_task(const struct dag *d, const char *name)
 {
@@ -246,8 +270,9 @@ static int cycle_error(const struct dag *d, const uint32_t *cyc, size_t len,
     }
     const struct dag_task *first = &d->tasks[cyc[start]];
     sbuf_adds(&b, first->id);
-    int rc = kiln_err_set(err, KILN_ECYCLE, "%s:%d:%d: dependency cycle: %s", d->path,
-                          first->pos.line, first->pos.col, b.data);
+    char w[1024];
+    int rc = kiln_err_set(err, KILN_ECYCLE, "%s: dependency cycle: %s",
+                          where(d, first->pos, w, sizeof w), b.data);
     sbuf_free(&b);
     return rc;
 }
@@ -315,23 +340,24 @@ static int resolve_deps(struct dag *d, struct kiln_err *err)
         t->up = xmalloc(t->n_deps * sizeof *t->up);
         for (size_t k = 0; k < t->n_deps; k++) {
             long j = index_get(ix, d->tasks, t->deps[k]);
-            struct dag_pos p = t->dep_pos[k];
+            char w[1024];
             if (j < 0) {
                 const char *hint = closest_task(d, t->deps[k]);
+                where(d, t->dep_pos[k], w, sizeof w);
                 if (hint)
                     rc = kiln_err_set(err, KILN_EINVALID,
-                                      "%s:%d:%d: task '%s' depends on unknown task '%s' "
+                                      "%s: task '%s' depends on unknown task '%s' "
                                       "(did you mean '%s'?)",
-                                      d->path, p.line, p.col, t->id, t->deps[k], hint);
+                                      w, t->id, t->deps[k], hint);
                 else
                     rc = kiln_err_set(err, KILN_EINVALID,
-                                      "%s:%d:%d: task '%s' depends on unknown task '%s'",
-                                      d->path, p.line, p.col, t->id, t->deps[k]);
+                                      "%s: task '%s' depends on unknown task '%s'", w, t->id,
+                                      t->deps[k]);
                 break;
             }
             if ((size_t)j == i) {
-                rc = kiln_err_set(err, KILN_ECYCLE, "%s:%d:%d: dependency cycle: %s -> %s",
-                                  d->path, t->pos.line, t->pos.col, t->id, t->id);
+                rc = kiln_err_set(err, KILN_ECYCLE, "%s: dependency cycle: %s -> %s",
+                                  where(d, t->pos, w, sizeof w), t->id, t->id);
                 break;
             }
             if (stamp[j] == i + 1)
@@ -416,10 +442,11 @@ int dag_finalize(struct dag *d, struct kiln_err *err)
         size_t slot = index_slot(ix, d->tasks, t->id);
         if (ix->slots[slot] != 0) {
             const struct dag_task *first = &d->tasks[ix->slots[slot] - 1];
+            char w[1024], fp[40];
             int rc = kiln_err_set(err, KILN_EINVALID,
-                                  "%s:%d:%d: duplicate task id '%s' (first defined at %d:%d)",
-                                  d->path, t->pos.line, t->pos.col, t->id, first->pos.line,
-                                  first->pos.col);
+                                  "%s: duplicate task id '%s' (first defined at %s)",
+                                  where(d, t->pos, w, sizeof w), t->id,
+                                  short_pos(first->pos, fp, sizeof fp));
             free_derived(d);
             return rc;
         }

@@ -118,6 +118,8 @@ void dag_task_add_dep(struct dag_task *t, const char *dep, struct dag_pos pos);
  *   "dags/etl.yaml:12:5: duplicate task id 'load' (first defined at 4:3)"
  *   "dags/etl.yaml:9:13: task 'b' depends on unknown task 'x' (did you mean 'a'?)"
  *   "dags/etl.yaml:5:3: dependency cycle: a -> b -> c -> a"
+ * A position without a column (col 0: the Lua loader knows only the line)
+ * prints as "dags/sweep.lua:12: ..." and "(first defined at line 4)".
  * Returns 0 or a negative code. */
 int dag_finalize(struct dag *d, struct kiln_err *err);
 

@@ -8,6 +8,7 @@
 
 #include <openssl/evp.h>
 
+#include "load_lua.h"
 #include "load_yaml.h"
 #include "util.h"
 
@@ -44,15 +45,13 @@ static enum file_kind kind_of(const char *path)
     return KIND_OTHER;
 }
 
-/* Loads a file's bytes with the loader its extension names. */
-static int load_buf(const char *path, const char *buf, size_t len, struct dag **out,
-                    struct kiln_err *err)
+int dag_load_buf(const char *path, const char *buf, size_t len, struct dag **out,
+                 struct kiln_err *err)
 {
     *out = NULL;
     switch (kind_of(path)) {
     case KIND_YAML: return load_yaml_buf(path, buf, len, out, err);
-    case KIND_LUA:
-        return kiln_err_set(err, KILN_EINVALID, "%s: Lua DAGs are not supported yet", path);
+    case KIND_LUA: return load_lua_buf(path, buf, len, out, err);
     case KIND_OTHER: break;
     }
     return kiln_err_set(err, KILN_EINVALID,
@@ -69,7 +68,7 @@ int dag_load_file(const char *path, struct dag **out, struct kiln_err *err)
         return kiln_err_set(err, rc, "%s: cannot read: %s", path, strerror(-rc));
     char hash[65];
     sha256_hex(buf, len, hash);
-    rc = load_buf(path, buf, len, out, err);
+    rc = dag_load_buf(path, buf, len, out, err);
     free(buf);
     if (rc == 0)
         (*out)->hash = xstrdup(hash);
@@ -95,7 +94,7 @@ static void load_entry(struct dagdir_entry *e)
     char hash[65];
     sha256_hex(buf, len, hash);
     e->hash = xstrdup(hash);
-    rc = load_buf(e->path, buf, len, &e->dag, &err);
+    rc = dag_load_buf(e->path, buf, len, &e->dag, &err);
     free(buf);
     if (rc) {
         e->error = xstrdup(err.msg[0] ? err.msg : kiln_strerror(rc));

@@ -1,8 +1,8 @@
 /* dagdir: loads every DAG file of a folder.
  *
  * A bad file never stops the others: each file becomes an entry holding
- * either its DAG or its error message.  Files are *.yaml and *.yml (and *.lua
- * once the Lua loader exists); entries are sorted by path.  Two files that
+ * either its DAG or its error message.  Files are *.yaml and *.yml (YAML
+ * loader) and *.lua (sandboxed Lua loader); entries are sorted by path.  Two files that
  * declare the same DAG id: the second (by path) gets an error naming the
  * first. */
 #ifndef KILN_DAGDIR_H
@@ -29,6 +29,12 @@ int dagdir_load(const char *dir, struct dagdir **out, struct kiln_err *err);
 void dagdir_free(struct dagdir *dd);
 /* The loaded DAG with this id, or NULL. */
 struct dag *dagdir_find(const struct dagdir *dd, const char *dag_id);
+
+/* Loads a file's bytes with the loader its extension names (.yaml/.yml:
+ * YAML, .lua: Lua); path is for messages and dag->path.  Leaves dag->hash
+ * unset. */
+int dag_load_buf(const char *path, const char *buf, size_t len, struct dag **out,
+                 struct kiln_err *err);
 
 /* Loads one file, choosing the loader by extension; fills dag->hash. */
 int dag_load_file(const char *path, struct dag **out, struct kiln_err *err);

@@ -16,7 +16,7 @@
 
 #include "util.h"
 
-#define ID_RULE "use letters, digits, '_', '-' and '.', not starting with '.'"
+#define ID_RULE DAG_ID_RULE
 
 enum top_key {
     K_DAG,
@@ -47,48 +47,36 @@ static const char *const top_keys[K__COUNT] = {
     [K_TASKS] = "tasks",
 };
 
-enum task_key {
-    T_COMMAND,
-    T_DEPS,
-    T_ENV,
-    T_CWD,
-    T_RETRIES,
-    T_RETRY_DELAY,
-    T_MAX_RETRY_DELAY,
-    T_TIMEOUT,
-    T_BACKOFF,
-    T_TRIGGER_RULE,
-    T_PRIORITY_WEIGHT,
-    T_POOL,
-    T_POOL_SLOTS,
-    T_EXECUTOR,
-    T_SKIP_EXIT_CODE,
-    T_DESCRIPTION,
-    T_KUBERNETES,
-    T__COUNT
+const char *const dag_task_keys[DTK__COUNT] = {
+    [DTK_COMMAND] = "command",
+    [DTK_DEPS] = "deps",
+    [DTK_ENV] = "env",
+    [DTK_CWD] = "cwd",
+    [DTK_RETRIES] = "retries",
+    [DTK_RETRY_DELAY] = "retry_delay",
+    [DTK_MAX_RETRY_DELAY] = "max_retry_delay",
+    [DTK_TIMEOUT] = "timeout",
+    [DTK_BACKOFF] = "retry_exponential_backoff",
+    [DTK_TRIGGER_RULE] = "trigger_rule",
+    [DTK_PRIORITY_WEIGHT] = "priority_weight",
+    [DTK_POOL] = "pool",
+    [DTK_POOL_SLOTS] = "pool_slots",
+    [DTK_EXECUTOR] = "executor",
+    [DTK_SKIP_EXIT_CODE] = "skip_exit_code",
+    [DTK_DESCRIPTION] = "description",
+    [DTK_KUBERNETES] = "kubernetes",
 };
 
-static const char *const task_keys[T__COUNT] = {
-    [T_COMMAND] = "command",
-    [T_DEPS] = "deps",
-    [T_ENV] = "env",
-    [T_CWD] = "cwd",
-    [T_RETRIES] = "retries",
-    [T_RETRY_DELAY] = "retry_delay",
-    [T_MAX_RETRY_DELAY] = "max_retry_delay",
-    [T_TIMEOUT] = "timeout",
-    [T_BACKOFF] = "retry_exponential_backoff",
-    [T_TRIGGER_RULE] = "trigger_rule",
-    [T_PRIORITY_WEIGHT] = "priority_weight",
-    [T_POOL] = "pool",
-    [T_POOL_SLOTS] = "pool_slots",
-    [T_EXECUTOR] = "executor",
-    [T_SKIP_EXIT_CODE] = "skip_exit_code",
-    [T_DESCRIPTION] = "description",
-    [T_KUBERNETES] = "kubernetes",
+const char *const dag_executors[DAG_N_EXECUTORS] = {"local", "kubernetes"};
+
+const struct dag_int_rule dag_task_int_rules[DTK__COUNT] = {
+    [DTK_RETRIES] = {0, INT_MAX - 1, "a non-negative integer"},
+    [DTK_PRIORITY_WEIGHT] = {INT_MIN, INT_MAX, "an integer"},
+    [DTK_POOL_SLOTS] = {1, INT_MAX, "a positive integer"},
+    [DTK_SKIP_EXIT_CODE] = {0, 255, "an integer from 0 to 255"},
 };
 
-static const char *const executors[] = {"local", "kubernetes"};
+const struct dag_int_rule dag_max_active_rule = {1, INT_MAX, "a positive integer"};
 
 struct ctx {
     const char *path;
@@ -176,8 +164,8 @@ static const char *closest(const char *word, const char *const *cands, size_t n)
 }
 
 /* " (did you mean 'x'?)" or " (valid LABEL: a, b, c)" into b. */
-static void hint(struct sbuf *b, const char *word, const char *const *cands, size_t n,
-                 const char *label)
+void dag_hint(struct sbuf *b, const char *word, const char *const *cands, size_t n,
+              const char *label)
 {
     const char *best = closest(word, cands, n);
     if (best) {
@@ -196,7 +184,7 @@ static int unknown_key(struct ctx *c, const yaml_node_t *k, const char *where,
     struct sbuf b;
     sbuf_init(&b);
     sbuf_printf(&b, "unknown %s", where);
-    hint(&b, sval(k), keys, n, "keys");
+    dag_hint(&b, sval(k), keys, n, "keys");
     int rc = fail(c, k, KILN_EINVALID, "%s", b.data);
     sbuf_free(&b);
     return rc;
@@ -290,6 +278,12 @@ static int get_int(struct ctx *c, const char *key, const yaml_node_t *v, long lo
     }
     *out = (int)x;
     return 0;
+}
+
+static int get_int_rule(struct ctx *c, const char *key, const yaml_node_t *v,
+                        const struct dag_int_rule *r, int *out)
+{
+    return get_int(c, key, v, r->min, r->max, r->kind, out);
 }
 
 /* YAML 1.1 and 1.2 booleans; a quoted "yes" is a string, not a boolean. */
@@ -467,23 +461,23 @@ static int set_choice(struct ctx *c, const char *key, const char *label, const y
     struct sbuf b;
     sbuf_init(&b);
     sbuf_printf(&b, "unknown %s '%s'", key, sval(v));
-    hint(&b, sval(v), choices, n, label);
+    dag_hint(&b, sval(v), choices, n, label);
     int rc = fail(c, v, KILN_EINVALID, "%s", b.data);
     sbuf_free(&b);
     return rc;
 }
 
 /* Applies one task key (from the task itself or from the default block). */
-static int apply_task_key(struct ctx *c, struct dag_task *t, enum task_key key,
+static int apply_task_key(struct ctx *c, struct dag_task *t, enum dag_task_key key,
                           const yaml_node_t *v)
 {
-    const char *name = task_keys[key];
+    const char *name = dag_task_keys[key];
     char buf[80];
     int rc = 0, choice = 0;
     switch (key) {
-    case T_COMMAND: return set_command(c, t, v);
-    case T_DEPS: return set_deps(c, t, v);
-    case T_ENV: {
+    case DTK_COMMAND: return set_command(c, t, v);
+    case DTK_DEPS: return set_deps(c, t, v);
+    case DTK_ENV: {
         struct dag_kv *kv = NULL;
         size_t n = 0;
         rc = get_kvs(c, name, v, false, &kv, &n);
@@ -496,14 +490,14 @@ static int apply_task_key(struct ctx *c, struct dag_task *t, enum task_key key,
         t->n_env = n;
         return 0;
     }
-    case T_CWD: return get_str(c, name, v, true, &t->cwd);
-    case T_RETRIES:
-        return get_int(c, name, v, 0, INT_MAX - 1, "a non-negative integer", &t->retries);
-    case T_RETRY_DELAY: return get_duration(c, name, v, &t->retry_delay_ms);
-    case T_MAX_RETRY_DELAY: return get_duration(c, name, v, &t->max_retry_delay_ms);
-    case T_TIMEOUT: return get_duration(c, name, v, &t->timeout_ms);
-    case T_BACKOFF: return get_bool(c, name, v, &t->retry_exponential_backoff);
-    case T_TRIGGER_RULE: {
+    case DTK_CWD: return get_str(c, name, v, true, &t->cwd);
+    case DTK_RETRIES:
+        return get_int_rule(c, name, v, &dag_task_int_rules[key], &t->retries);
+    case DTK_RETRY_DELAY: return get_duration(c, name, v, &t->retry_delay_ms);
+    case DTK_MAX_RETRY_DELAY: return get_duration(c, name, v, &t->max_retry_delay_ms);
+    case DTK_TIMEOUT: return get_duration(c, name, v, &t->timeout_ms);
+    case DTK_BACKOFF: return get_bool(c, name, v, &t->retry_exponential_backoff);
+    case DTK_TRIGGER_RULE: {
         const char *rules[TR__COUNT];
         for (int i = 0; i < TR__COUNT; i++)
             rules[i] = trigger_rule_name((enum trigger_rule)i);
@@ -512,9 +506,9 @@ static int apply_task_key(struct ctx *c, struct dag_task *t, enum task_key key,
             t->trigger_rule = (enum trigger_rule)choice;
         return rc;
     }
-    case T_PRIORITY_WEIGHT:
-        return get_int(c, name, v, INT_MIN, INT_MAX, "an integer", &t->priority_weight);
-    case T_POOL: {
+    case DTK_PRIORITY_WEIGHT:
+        return get_int_rule(c, name, v, &dag_task_int_rules[key], &t->priority_weight);
+    case DTK_POOL: {
         char *pool = NULL;
         if ((rc = get_str(c, name, v, false, &pool)))
             return rc;
@@ -527,32 +521,32 @@ static int apply_task_key(struct ctx *c, struct dag_task *t, enum task_key key,
         t->pool = pool;
         return 0;
     }
-    case T_POOL_SLOTS:
-        return get_int(c, name, v, 1, INT_MAX, "a positive integer", &t->pool_slots);
-    case T_EXECUTOR:
-        rc = set_choice(c, name, "executors", v, executors, ARRAY_LEN(executors), &choice);
+    case DTK_POOL_SLOTS:
+        return get_int_rule(c, name, v, &dag_task_int_rules[key], &t->pool_slots);
+    case DTK_EXECUTOR:
+        rc = set_choice(c, name, "executors", v, dag_executors, DAG_N_EXECUTORS, &choice);
         if (rc == 0) {
             free(t->executor);
-            t->executor = xstrdup(executors[choice]);
+            t->executor = xstrdup(dag_executors[choice]);
         }
         return rc;
-    case T_SKIP_EXIT_CODE:
-        return get_int(c, name, v, 0, 255, "an integer from 0 to 255", &t->skip_exit_code);
-    case T_DESCRIPTION: {
+    case DTK_SKIP_EXIT_CODE:
+        return get_int_rule(c, name, v, &dag_task_int_rules[key], &t->skip_exit_code);
+    case DTK_DESCRIPTION: {
         /* Checked for type, but the task model has no place for it yet. */
         char *s = NULL;
         rc = get_str(c, name, v, true, &s);
         free(s);
         return rc;
     }
-    case T_KUBERNETES:
+    case DTK_KUBERNETES:
         /* The pod spec is read by the Kubernetes executor's own parser; here
          * only its shape is checked. */
         if (!is_null(v) && v->type != YAML_MAPPING_NODE)
             return fail(c, v, KILN_EINVALID, "'kubernetes' must be a map, got %s",
                         describe(v, buf, sizeof buf));
         return 0;
-    case T__COUNT: break;
+    case DTK__COUNT: break;
     }
     return 0;
 }
@@ -568,11 +562,11 @@ static int check_task_keys(struct ctx *c, const yaml_node_t *map, const char *wh
         int rc;
         if ((rc = check_key(c, k, "keys")))
             return rc;
-        keys[i] = key_index(sval(k), task_keys, T__COUNT);
+        keys[i] = key_index(sval(k), dag_task_keys, DTK__COUNT);
         if (keys[i] < 0) {
             char what[400];
             snprintf(what, sizeof what, "key '%s' in %s", sval(k), where);
-            return unknown_key(c, k, what, task_keys, T__COUNT);
+            return unknown_key(c, k, what, dag_task_keys, DTK__COUNT);
         }
         if ((rc = check_dup(c, map, p)))
             return rc;
@@ -613,7 +607,7 @@ static int load_defaults(struct ctx *c, const char *path, const yaml_node_t *v,
     size_t i = 0;
     for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top && !rc;
          p++, i++)
-        rc = apply_task_key(c, t, (enum task_key)def->keys[i], get(c, p->value));
+        rc = apply_task_key(c, t, (enum dag_task_key)def->keys[i], get(c, p->value));
     dag_free(scratch);
     return rc;
 }
@@ -638,17 +632,17 @@ static int load_task(struct ctx *c, struct dag *d, const yaml_node_t *k, const y
     char where[300];
     snprintf(where, sizeof where, "task '%s'", id);
     rc = check_task_keys(c, v, where, keys);
-    bool seen[T__COUNT] = {false};
+    bool seen[DTK__COUNT] = {false};
     size_t i = 0;
     for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top && !rc;
          p++, i++) {
         seen[keys[i]] = true;
-        rc = apply_task_key(c, t, (enum task_key)keys[i], get(c, p->value));
+        rc = apply_task_key(c, t, (enum dag_task_key)keys[i], get(c, p->value));
     }
     free(keys);
     for (i = 0; i < def->n && !rc; i++)
         if (!seen[def->keys[i]])
-            rc = apply_task_key(c, t, (enum task_key)def->keys[i],
+            rc = apply_task_key(c, t, (enum dag_task_key)def->keys[i],
                                 get(c, def->map->data.mapping.pairs.start[i].value));
     if (rc == 0 && t->argc == 0)
         rc = fail(c, k, KILN_EINVALID, "task '%s' has no 'command'", id);
@@ -674,8 +668,7 @@ static int load_tasks(struct ctx *c, struct dag *d, const yaml_node_t *v,
 
 /* --- the DAG ---------------------------------------------------------------- */
 
-/* "dags/etl.yaml" -> "etl": the DAG id when the file does not name one. */
-static char *id_from_path(const char *path)
+char *dag_id_from_path(const char *path)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -740,10 +733,10 @@ static int load_root(struct ctx *c, struct dag *d, const yaml_node_t *root)
         case K_START_DATE: rc = get_str(c, name, v, true, &d->start_date); break;
         case K_CATCHUP: rc = get_bool(c, name, v, &d->catchup); break;
         case K_MAX_ACTIVE_RUNS:
-            rc = get_int(c, name, v, 1, INT_MAX, "a positive integer", &d->max_active_runs);
+            rc = get_int_rule(c, name, v, &dag_max_active_rule, &d->max_active_runs);
             break;
         case K_MAX_ACTIVE_TASKS:
-            rc = get_int(c, name, v, 1, INT_MAX, "a positive integer", &d->max_active_tasks);
+            rc = get_int_rule(c, name, v, &dag_max_active_rule, &d->max_active_tasks);
             break;
         case K_PARAMS: rc = get_kvs(c, name, v, true, &d->params, &d->n_params); break;
         case K_DEFAULT: defaults = v; break;
@@ -849,7 +842,7 @@ int load_yaml_buf(const char *path, const char *buf, size_t len, struct dag **ou
 
     struct dag *d = NULL;
     if (rc == 0) {
-        char *id = id_from_path(path);
+        char *id = dag_id_from_path(path);
         d = dag_new(id, path);
         free(id);
         rc = load_root(&c, d, root);

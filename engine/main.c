@@ -18,6 +18,7 @@ static void usage(FILE *f)
           "  runs list|show|cancel\n"
           "  tasks list|show|logs|clear|mark\n"
           "  db migrate                 create or upgrade the database\n"
+          "  cron next \"EXPR\"           the next fire times of a cron expression\n"
           "  version                    print the version\n"
           "\n"
           "Every command takes --help.\n",
@@ -86,6 +87,8 @@ int main(int argc, char **argv)
         }
         return shepherd_main(argv[3]);
     }
+    if (strcmp(cmd, "cron") == 0) /* a pure computation: no home, settings or database */
+        return cli_cron(argc - 2, argv + 2);
     struct cli c = { 0 };
     char exe[4096];
     c.self_exe = self_exe(exe, sizeof exe) == 0 ? exe : argv[0];

@@ -16,13 +16,14 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "load_yaml.h"
+#include "dagdir.h"
 #include "log.h"
 #include "util.h"
 
@@ -107,6 +108,8 @@ struct sched {
     struct tiheap ready;
     struct tiheap timers;
     struct trymap tries;
+    char **base_env;               /* borrowed from cfg.base_env, less our KILN_* names */
+    size_t n_base_env;
     struct sti **work;             /* task instances whose upstream counts changed */
     size_t n_work, cap_work;
     bool draining;
@@ -379,22 +382,28 @@ char *sched_log_path(const char *home, const char *dag_id, const char *run_id,
     return xasprintf("%s/logs/%s/%s/%s.%d.log", home, dag_id, run_id, task_id, try_number);
 }
 
+/* Formats the log path of a try into buf (no allocation: this runs for
+ * every transition while an observer is attached). */
+static const char *log_path_into(char *buf, size_t n, const struct sched *s, const struct sti *ti,
+                                 int try_number)
+{
+    snprintf(buf, n, "%s/%s.%d.log", ti->run->logs_dir, ti_task(ti)->id, try_number);
+    return buf;
+}
+
 static void emit_ti(struct sched *s, struct sti *ti)
 {
     if (!s->observer)
         return;
-    char *log = ti->try_number > 0 ? sched_log_path(s->home, ti->run->sd->dag_id,
-                                                     ti->run->run_id, ti_task(ti)->id,
-                                                     ti->try_number)
-                                   : NULL;
+    char log[4096];
     struct sched_event ev = {
         .dag_id = ti->run->sd->dag_id, .run_id = ti->run->run_id, .run_pk = ti->run->pk,
         .task_id = ti_task(ti)->id, .task_index = (int)ti->idx,
-        .state = ti_state_name(ti->state),
-        .try_number = ti->try_number, .reason = ti->reason, .log_path = log,
+        .state = ti_state_name(ti->state), .try_number = ti->try_number, .reason = ti->reason,
+        .log_path = ti->try_number > 0 ? log_path_into(log, sizeof log, s, ti, ti->try_number)
+                                       : NULL,
     };
     s->observer(s->observer_arg, &ev);
-    free(log);
 }
 
 static void emit_run(struct sched *s, struct srun *r)
@@ -732,11 +741,9 @@ static void on_started(void *arg, int64_t try_id, const char *executor_id, int64
 /* Reads the JSON object a task wrote to KILN_OUTPUTS, if any. */
 static char *read_outputs(struct sched *s, struct sti *ti, char *why, size_t why_len)
 {
-    char *log = sched_log_path(s->home, ti->run->sd->dag_id, ti->run->run_id, ti_task(ti)->id,
-                               ti->try_number);
-    size_t n = strlen(log);
-    char *path = xasprintf("%.*s.outputs.json", (int)(n - 4), log);
-    free(log);
+    char log[4096], path[4200];
+    log_path_into(log, sizeof log, s, ti, ti->try_number);
+    snprintf(path, sizeof path, "%.*s.outputs.json", (int)(strlen(log) - 4), log);
     struct stat sb;
     char *data = NULL;
     if (stat(path, &sb) == 0) {
@@ -746,7 +753,6 @@ static char *read_outputs(struct sched *s, struct sti *ti, char *why, size_t why
         else if (file_read_all(path, &data, NULL) < 0)
             data = NULL;
     }
-    free(path);
     return data;
 }
 
@@ -925,14 +931,14 @@ static void dispatch(struct sched *s)
         p->used += t->pool_slots;
 
         ti->try_number++;
-        char *log = sched_log_path(s->home, sd->dag_id, r->run_id, t->id, ti->try_number);
+        char log[4096];
+        log_path_into(log, sizeof log, s, ti, ti->try_number);
         kiln_err_clear(&err);
         txn(s);
         int64_t try_pk = 0;
         if (store_insert(s->st, Q_try_insert, &try_pk, &err, "iisis", ti->pk,
                          (int64_t)ti->try_number, ex->ops->name, now_us(), log) < 0)
             LOG_E("store: %s", err.msg);
-        free(log);
         ti->try_pk = try_pk;
         ti->ex = ex;
         trymap_put(&s->tries, try_pk, ti);
@@ -942,78 +948,116 @@ static void dispatch(struct sched *s)
     }
 }
 
-static bool env_overridden(const char *entry, const struct dag_task *t)
+static bool env_has_key(const char *entry, const char *key)
 {
-    static const char *const ours[] = { "KILN_DAG_ID=", "KILN_RUN_ID=", "KILN_TASK_ID=",
-                                        "KILN_TRY_NUMBER=", "KILN_OUTPUTS=", "KILN_LOG_FILE=",
-                                        "KILN_HOME=" };
-    for (size_t i = 0; i < ARRAY_LEN(ours); i++)
-        if (strncmp(entry, ours[i], strlen(ours[i])) == 0)
-            return true;
-    for (size_t i = 0; i < t->n_env; i++) {
-        size_t n = strlen(t->env[i].key);
-        if (strncmp(entry, t->env[i].key, n) == 0 && entry[n] == '=')
-            return true;
-    }
-    return false;
+    size_t n = strlen(key);
+    return strncmp(entry, key, n) == 0 && entry[n] == '=';
 }
 
-/* Builds the spec of the try in flight for ti; frees with spec_cleanup. */
+/* The environment every task starts from: the daemon's, less the KILN_*
+ * variables kiln sets itself.  Computed once; tries borrow the pointers. */
+static void base_env_init(struct sched *s)
+{
+    static const char *const ours[] = { "KILN_DAG_ID", "KILN_RUN_ID", "KILN_TASK_ID",
+                                        "KILN_TRY_NUMBER", "KILN_OUTPUTS", "KILN_LOG_FILE",
+                                        "KILN_HOME" };
+    size_t n = 0;
+    while (s->cfg.base_env && s->cfg.base_env[n])
+        n++;
+    s->base_env = xcalloc(n + 1, sizeof *s->base_env);
+    for (size_t i = 0; i < n; i++) {
+        bool skip = false;
+        for (size_t k = 0; k < ARRAY_LEN(ours) && !skip; k++)
+            skip = env_has_key(s->cfg.base_env[i], ours[k]);
+        if (!skip)
+            s->base_env[s->n_base_env++] = s->cfg.base_env[i];
+    }
+}
+
+/* The spec of the try in flight: pointers into the DAG, the base
+ * environment, and one arena for the strings of this try. */
 struct spec_buf {
     struct exec_spec spec;
-    char **env;
-    size_t n_env;
-    char *log, *cwd;
+    const char **env;
+    struct sbuf arena;
 };
+
+static size_t arena_put(struct sbuf *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static size_t arena_put(struct sbuf *a, const char *fmt, ...)
+{
+    size_t off = a->len;
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[4096];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n >= (int)sizeof tmp) {
+        va_start(ap, fmt);
+        char *big = xmalloc((size_t)n + 1);
+        vsnprintf(big, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        sbuf_add(a, big, (size_t)n + 1);
+        free(big);
+    } else {
+        sbuf_add(a, tmp, (size_t)n + 1);
+    }
+    return off;
+}
 
 static void spec_build(struct sched *s, struct sti *ti, struct spec_buf *b)
 {
     struct srun *r = ti->run;
     const struct dag_task *t = ti_task(ti);
     memset(b, 0, sizeof *b);
-    b->log = sched_log_path(s->home, r->sd->dag_id, r->run_id, t->id, ti->try_number);
-    size_t n = strlen(b->log) - 4; /* without ".log" */
-    char *outputs = xasprintf("%.*s.outputs.json", (int)n, b->log);
-    if (t->cwd && t->cwd[0] == '/')
-        b->cwd = xstrdup(t->cwd);
-    else if (t->cwd)
-        b->cwd = xasprintf("%s/%s", r->cwd, t->cwd);
-    else
-        b->cwd = xstrdup(r->cwd);
-
-    size_t base = 0;
-    while (s->cfg.base_env && s->cfg.base_env[base])
-        base++;
-    b->env = xcalloc(base + t->n_env + 8, sizeof *b->env);
-    for (size_t i = 0; i < base; i++)
-        if (!env_overridden(s->cfg.base_env[i], t))
-            b->env[b->n_env++] = xstrdup(s->cfg.base_env[i]);
-    b->env[b->n_env++] = xasprintf("KILN_DAG_ID=%s", r->sd->dag_id);
-    b->env[b->n_env++] = xasprintf("KILN_RUN_ID=%s", r->run_id);
-    b->env[b->n_env++] = xasprintf("KILN_TASK_ID=%s", t->id);
-    b->env[b->n_env++] = xasprintf("KILN_TRY_NUMBER=%d", ti->try_number);
-    b->env[b->n_env++] = xasprintf("KILN_OUTPUTS=%s", outputs);
-    b->env[b->n_env++] = xasprintf("KILN_LOG_FILE=%s", b->log);
-    b->env[b->n_env++] = xasprintf("KILN_HOME=%s", s->home);
+    sbuf_init(&b->arena);
+    char log[4096];
+    log_path_into(log, sizeof log, s, ti, ti->try_number);
+    size_t stem = strlen(log) - 4; /* without ".log" */
+    size_t off[16], k = 0;
+    off[k++] = arena_put(&b->arena, "%s", log);
+    off[k++] = t->cwd && t->cwd[0] == '/' ? arena_put(&b->arena, "%s", t->cwd)
+               : t->cwd ? arena_put(&b->arena, "%s/%s", r->cwd, t->cwd)
+                        : arena_put(&b->arena, "%s", r->cwd);
+    off[k++] = arena_put(&b->arena, "KILN_DAG_ID=%s", r->sd->dag_id);
+    off[k++] = arena_put(&b->arena, "KILN_RUN_ID=%s", r->run_id);
+    off[k++] = arena_put(&b->arena, "KILN_TASK_ID=%s", t->id);
+    off[k++] = arena_put(&b->arena, "KILN_TRY_NUMBER=%d", ti->try_number);
+    off[k++] = arena_put(&b->arena, "KILN_OUTPUTS=%.*s.outputs.json", (int)stem, log);
+    off[k++] = arena_put(&b->arena, "KILN_LOG_FILE=%s", log);
+    off[k++] = arena_put(&b->arena, "KILN_HOME=%s", s->home);
+    size_t task_env0 = b->arena.len;
     for (size_t i = 0; i < t->n_env; i++)
-        b->env[b->n_env++] = xasprintf("%s=%s", t->env[i].key, t->env[i].value);
-    b->env[b->n_env] = NULL;
-    free(outputs);
+        arena_put(&b->arena, "%s=%s", t->env[i].key, t->env[i].value);
+
+    /* Pointers are taken only now: the arena may have moved while growing. */
+    const char *base = b->arena.data;
+    b->env = xcalloc(s->n_base_env + t->n_env + 8, sizeof *b->env);
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_base_env; i++) {
+        bool overridden = false;
+        for (size_t j = 0; j < t->n_env && !overridden; j++)
+            overridden = env_has_key(s->base_env[i], t->env[j].key);
+        if (!overridden)
+            b->env[n++] = s->base_env[i];
+    }
+    for (size_t i = 2; i < k; i++)
+        b->env[n++] = base + off[i];
+    for (const char *p = base + task_env0; p < base + b->arena.len; p += strlen(p) + 1)
+        b->env[n++] = p;
+    b->env[n] = NULL;
 
     b->spec = (struct exec_spec){
         .try_id = ti->try_pk, .dag_id = r->sd->dag_id, .run_id = r->run_id, .task_id = t->id,
-        .try_number = ti->try_number, .argv = t->argv, .envp = b->env, .cwd = b->cwd,
-        .log_path = b->log,
+        .try_number = ti->try_number, .argv = t->argv, .envp = (char *const *)b->env,
+        .cwd = base + off[1], .log_path = base + off[0],
     };
 }
 
 static void spec_cleanup(struct spec_buf *b)
 {
-    for (size_t i = 0; i < b->n_env; i++)
-        free(b->env[i]);
     free(b->env);
-    free(b->log);
-    free(b->cwd);
+    sbuf_free(&b->arena);
 }
 
 static void do_start(struct sched *s, struct sti *ti)
@@ -1182,7 +1226,7 @@ static int version_dag(struct sched *s, int64_t version_id, const struct dag **o
                           version_id);
     struct dag *d = NULL;
     if (rc == 0)
-        rc = load_yaml_buf(v.path, v.source, v.len, &d, err);
+        rc = dag_load_buf(v.path, v.source, v.len, &d, err);
     if (rc == 0) {
         free(d->hash);
         d->hash = xstrdup(v.hash);
@@ -1719,6 +1763,7 @@ int sched_new(struct sched **out, uv_loop_t *loop, struct store *st,
         s->cfg.kill_grace_ms = 5000;
     s->home = xstrdup(cfg->home);
     s->cfg.home = s->home;
+    base_env_init(s);
     heap_init(&s->ready, ready_before, HP_READY);
     heap_init(&s->timers, timer_before, HP_TIMER);
     bool have_default = false;
@@ -1862,6 +1907,7 @@ void sched_free(struct sched *s)
     free(s->tries.keys);
     free(s->tries.vals);
     free(s->work);
+    free(s->base_env);
     free(s->starts);
     free(s->home);
     free(s);
