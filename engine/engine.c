@@ -35,7 +35,6 @@ struct engine {
     uv_poll_t nudge;
     uv_timer_t cmd_timer;
     int open_handles;
-    int execs_open;
     bool stopping;
 };
 
@@ -234,12 +233,15 @@ int engine_open(struct engine **out, uv_loop_t *loop, const struct engine_opts *
     };
     if ((rc = sched_new(&e->sched, loop, e->st, &sc, err)) < 0)
         goto fail;
-    if ((rc = exec_local_new(&e->local, loop, o->cfg->home, o->self_exe, err)) < 0)
-        goto fail;
-    sched_add_executor(e->sched, "local", e->local);
+    /* With every task on the no-op executor (benchmarks) no shepherd is
+     * needed, so none is started. */
+    if (!sc.executor_override) {
+        if ((rc = exec_local_new(&e->local, loop, o->cfg->home, o->self_exe, err)) < 0)
+            goto fail;
+        sched_add_executor(e->sched, "local", e->local);
+    }
     exec_noop_new(&e->noop, loop);
     sched_add_executor(e->sched, "noop", e->noop);
-    e->execs_open = 2;
     if (o->daemon) {
         if ((rc = open_nudge_socket(e, err)) < 0)
             goto fail;

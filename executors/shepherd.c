@@ -879,28 +879,50 @@ static void do_spawn(struct shepherd *sh, struct client *c, const struct shp_vie
         free(argv);
         return;
     }
-    int log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (log_fd < 0 && errno == ENOENT && mkdir_parent(log_path) == 0)
-        log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (log_fd < 0) {
-        int e = errno;
-        snprintf(reason, sizeof reason, "cannot open log file %s: %s", log_path, strerror(e));
-        spawn_failed(sh, c, try_id, -1, e, start_us, reason);
-        free(argv);
-        return;
-    }
     char path[PATH_MAX];
     int rc = resolve_cmd(sh, argv[0], envp, cwd, path, sizeof path);
     pid_t pid = 0;
+    int log_fd = -1;
     if (rc == 0) {
+        /* Fast path: the child opens (creates) its own log before exec, so
+         * the inode allocation, the costliest part of a spawn on ext4, runs
+         * in the child beside the other tasks instead of in this loop.  The
+         * marker still holds: the log exists once posix_spawn returns. */
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
-        posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
+        posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        posix_spawn_file_actions_adddup2(&fa, 1, 2);
         if (cwd[0])
             posix_spawn_file_actions_addchdir_np(&fa, cwd);
         rc = -posix_spawn(&pid, path, &fa, &sh->attr, argv, envp);
         posix_spawn_file_actions_destroy(&fa);
+    }
+    if (rc < 0) {
+        /* Slow path, failures only: open the log here (creating its folder
+         * if needed) so that a reason can be written into it, and try once
+         * more with the descriptor, which tells a bad log path apart from a
+         * bad command or working directory. */
+        log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (log_fd < 0 && errno == ENOENT && mkdir_parent(log_path) == 0)
+            log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (log_fd < 0) {
+            int e = errno;
+            snprintf(reason, sizeof reason, "cannot open log file %s: %s", log_path, strerror(e));
+            spawn_failed(sh, c, try_id, -1, e, start_us, reason);
+            free(argv);
+            return;
+        }
+        rc = resolve_cmd(sh, argv[0], envp, cwd, path, sizeof path);
+        if (rc == 0) {
+            posix_spawn_file_actions_t fa;
+            posix_spawn_file_actions_init(&fa);
+            posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
+            posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
+            if (cwd[0])
+                posix_spawn_file_actions_addchdir_np(&fa, cwd);
+            rc = -posix_spawn(&pid, path, &fa, &sh->attr, argv, envp);
+            posix_spawn_file_actions_destroy(&fa);
+        }
     }
     if (rc < 0) {
         int e = -rc;
@@ -923,7 +945,8 @@ static void do_spawn(struct shepherd *sh, struct client *c, const struct shp_vie
         free(argv);
         return;
     }
-    close(log_fd);
+    if (log_fd >= 0)
+        close(log_fd);
     free(argv);
     struct stry *t = try_new(sh, try_id);
     t->state = ST_RUNNING;

@@ -78,7 +78,6 @@ CREATE TABLE tries (
     outputs     TEXT,
     UNIQUE (ti_pk, try_number)
 );
-CREATE INDEX tries_unfinished ON tries (state) WHERE state IN ('queued', 'running');
 
 -- Who did what, for every user action (CLI or API).
 CREATE TABLE audit_log (
