@@ -393,6 +393,7 @@ int shp_journal_parse(const char *line, size_t len, int64_t *try_id, struct shp_
 
 /* ---- the shepherd process ---------------------------------------------- */
 
+#define SHP_START_HOLD_US 2000       /* see do_spawn: STARTED held back this long */
 #define SHP_KEEP_DONE 4096          /* ended tries kept in memory for QUERY */
 #define SHP_MAX_CLIENTS 64
 #define SHP_GRACE_MAX_MS (INT64_C(7) * 24 * 3600 * 1000)    /* keeps deadlines from overflowing */
@@ -438,6 +439,8 @@ struct stry {
     struct shp_map_node by_pid;     /* key: pid, while running */
     struct dl kill_link;            /* in sh->kills while a SIGKILL is scheduled */
     struct dl done_link;            /* in sh->done once ended, oldest first */
+    struct dl start_link;           /* in sh->starts while its STARTED is held back */
+    int64_t start_due;              /* mono_us when the held STARTED goes out */
     int state;
     uint64_t owner;                 /* client that gets EXITED (0: none) */
     int64_t kill_at;                /* mono_us of the scheduled SIGKILL */
@@ -474,7 +477,7 @@ struct shepherd {
     ino_t sock_ino;
     char instance[33];
     struct shp_map tries, pids;
-    struct dl kills, done;
+    struct dl kills, done, starts;
     size_t n_running, n_done;
     struct client *clients[SHP_MAX_CLIENTS];    /* oldest first */
     int n_clients;
@@ -498,6 +501,7 @@ static struct stry *try_new(struct shepherd *sh, int64_t try_id)
     t->by_id.key = try_id;
     dl_init(&t->kill_link);
     dl_init(&t->done_link);
+    dl_init(&t->start_link);
     shp_map_put(&sh->tries, &t->by_id);
     return t;
 }
@@ -509,6 +513,8 @@ static void try_free(struct shepherd *sh, struct stry *t)
         shp_map_del(&sh->pids, t->by_pid.key);
     if (dl_linked(&t->kill_link))
         dl_del(&t->kill_link);
+    if (dl_linked(&t->start_link))
+        dl_del(&t->start_link);
     if (dl_linked(&t->done_link)) {
         dl_del(&t->done_link);
         sh->n_done--;
@@ -956,7 +962,27 @@ static void do_spawn(struct shepherd *sh, struct client *c, const struct shp_vie
     t->by_pid.key = pid;
     shp_map_put(&sh->pids, &t->by_pid);
     sh->n_running++;
-    send_simple(c, SHP_STARTED, try_id, pid, start_us, 0, 0, 0);
+    /* STARTED is held back briefly: a task that ends within the window has
+     * its STARTED and EXITED sent together, so the daemon wakes up and
+     * commits once for it instead of twice.  A longer task is reported
+     * running SHP_START_HOLD_US late, which no one can tell apart. */
+    t->start_due = mono_us() + SHP_START_HOLD_US;
+    dl_add_tail(&sh->starts, &t->start_link);
+}
+
+/* Sends the held STARTED messages that are due;
+ * returns the poll timeout in ms the next one needs, or -1. */
+static int release_starts(struct shepherd *sh, int64_t now)
+{
+    while (sh->starts.next != &sh->starts) {
+        struct stry *t = container_of(sh->starts.next, struct stry, start_link);
+        if (t->start_due > now)
+            return (int)((t->start_due - now + 999) / 1000);
+        dl_del(&t->start_link);
+        send_simple(client_by_id(sh, t->owner), SHP_STARTED, t->by_id.key, t->ex.pid,
+                    t->ex.start_us, 0, 0, 0);
+    }
+    return -1;
 }
 
 static void do_kill(struct shepherd *sh, int64_t try_id, int64_t grace_ms)
@@ -990,6 +1016,8 @@ static void do_query(struct shepherd *sh, struct client *c, int64_t try_id)
     struct stry *t = try_find(sh, try_id);
     if (t) {
         t->owner = c->id;
+        if (dl_linked(&t->start_link))
+            dl_del(&t->start_link);
         send_state(c, t);
     } else {
         send_simple(c, SHP_UNKNOWN, try_id, 0, 0, 0, 0, 0);
@@ -1018,6 +1046,11 @@ static void on_child_exit(struct shepherd *sh, struct stry *t, int status)
         dl_del(&t->kill_link);
     }
     journal_append(sh, t->by_id.key, e);
+    if (dl_linked(&t->start_link)) {
+        dl_del(&t->start_link);
+        send_simple(client_by_id(sh, t->owner), SHP_STARTED, t->by_id.key, e->pid, e->start_us,
+                    0, 0, 0);
+    }
     send_simple(client_by_id(sh, t->owner), SHP_EXITED, t->by_id.key, e->exit_code,
                 e->term_signal, e->start_us, e->end_us, e->pid);
     try_ended(sh, t);
@@ -1154,6 +1187,9 @@ static void run_loop(struct shepherd *sh)
         clients_compact(sh);    /* a send may have dropped one anywhere */
         int64_t now = mono_us();
         int timeout = kill_deadlines(sh, now);
+        int st = release_starts(sh, now);
+        if (st >= 0 && (timeout < 0 || st < timeout))
+            timeout = st;
         if (sh->n_clients == 0 && sh->n_running == 0) {
             if (sh->idle_since == 0)
                 sh->idle_since = now;
@@ -1457,6 +1493,7 @@ int shepherd_main(const char *home)
     };
     dl_init(&sh.kills);
     dl_init(&sh.done);
+    dl_init(&sh.starts);
     int rc = claim_home(&sh, home);
     if (rc != 0) {
         shepherd_cleanup(&sh);
