@@ -18,6 +18,8 @@
 #include "settings.h"
 #include "store.h"
 
+struct json_object;
+
 enum {
     EXIT_OK = 0,
     EXIT_FAILED = 1,
@@ -53,6 +55,15 @@ int cli_open_store(struct cli *c, struct store **out);
  * code and, on success, the result JSON in *result (caller frees). */
 int cli_mutate(struct cli *c, const char *body, char **result);
 
+/* cli_mutate() for a command object (consumed), then prints the result: the
+ * JSON with -o json, else `done` (a line of text).  Returns an exit code. */
+int cli_apply(struct cli *c, struct json_object *body, const char *done);
+/* --name VALUE or --name=VALUE at argv[*i]: 1 taken (advancing *i past a
+ * separate value), 0 not this option, -1 value missing (message printed with
+ * `who` as prefix). */
+int cli_take_value(int *i, int argc, char **argv, const char *name, const char **val,
+                   const char *who);
+
 /* Maps an error code to an exit code. */
 int cli_exit_code(int rc);
 const char *cli_actor(void);
@@ -66,7 +77,6 @@ int cli_db(struct cli *c);
 int cli_cron(int argc, char **argv);
 int cli_dags_test(struct cli *c, int argc, char **argv);
 
-struct json_object;
 /* Prints the task instances of a run as a table, or appends them to `into`
  * (a JSON array) when given; with -o json and no `into`, prints JSON. */
 int cli_print_tis(struct cli *c, struct store *st, int64_t run_pk, struct json_object *into);

@@ -37,7 +37,8 @@ void cli_print_common_help(FILE *f)
           f);
 }
 
-static int take_value(int *i, int argc, char **argv, const char *name, const char **val)
+int cli_take_value(int *i, int argc, char **argv, const char *name, const char **val,
+                   const char *who)
 {
     size_t n = strlen(name);
     if (strncmp(argv[*i], name, n) == 0 && argv[*i][n] == '=') {
@@ -47,11 +48,27 @@ static int take_value(int *i, int argc, char **argv, const char *name, const cha
     if (strcmp(argv[*i], name) != 0)
         return 0;
     if (*i + 1 >= argc) {
-        fprintf(stderr, "kiln: %s needs a value\n", name);
+        fprintf(stderr, "%s: %s needs a value\n", who, name);
         return -1;
     }
     *val = argv[++*i];
     return 1;
+}
+
+static int take_value(int *i, int argc, char **argv, const char *name, const char **val)
+{
+    return cli_take_value(i, argc, argv, name, val, "kiln");
+}
+
+int cli_apply(struct cli *c, struct json_object *body, const char *done)
+{
+    char *result = NULL;
+    int code = cli_mutate(c, json_object_to_json_string(body), &result);
+    if (code == 0)
+        puts(c->json ? result : done);
+    free(result);
+    json_object_put(body);
+    return code;
 }
 
 int cli_init(struct cli *c, int argc, char **argv)

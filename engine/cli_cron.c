@@ -31,25 +31,6 @@ static void help(FILE *f)
           f);
 }
 
-/* --name VALUE or --name=VALUE; returns 1 if taken, 0 if not this option,
- * -1 if the value is missing. */
-static int opt(int *i, int argc, char **argv, const char *name, const char **val)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) == 0 && argv[*i][n] == '=') {
-        *val = argv[*i] + n + 1;
-        return 1;
-    }
-    if (strcmp(argv[*i], name) != 0)
-        return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "kiln: cron: %s needs a value\n", name);
-        return -1;
-    }
-    *val = argv[++*i];
-    return 1;
-}
-
 int cli_cron(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
@@ -64,22 +45,22 @@ int cli_cron(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         int r;
         const char *v;
-        if ((r = opt(&i, argc, argv, "--tz", &v)) != 0 ||
-            (r = opt(&i, argc, argv, "--timezone", &v)) != 0) {
+        if ((r = cli_take_value(&i, argc, argv, "--tz", &v, "kiln: cron")) != 0 ||
+            (r = cli_take_value(&i, argc, argv, "--timezone", &v, "kiln: cron")) != 0) {
             if (r < 0)
                 goto out;
             tz = v;
-        } else if ((r = opt(&i, argc, argv, "--after", &v)) != 0) {
+        } else if ((r = cli_take_value(&i, argc, argv, "--after", &v, "kiln: cron")) != 0) {
             if (r < 0)
                 goto out;
             after = v;
-        } else if ((r = opt(&i, argc, argv, "-n", &v)) != 0 ||
-                   (r = opt(&i, argc, argv, "--count", &v)) != 0) {
+        } else if ((r = cli_take_value(&i, argc, argv, "-n", &v, "kiln: cron")) != 0 ||
+                   (r = cli_take_value(&i, argc, argv, "--count", &v, "kiln: cron")) != 0) {
             if (r < 0)
                 goto out;
             count = v;
-        } else if ((r = opt(&i, argc, argv, "-o", &v)) != 0 ||
-                   (r = opt(&i, argc, argv, "--output", &v)) != 0) {
+        } else if ((r = cli_take_value(&i, argc, argv, "-o", &v, "kiln: cron")) != 0 ||
+                   (r = cli_take_value(&i, argc, argv, "--output", &v, "kiln: cron")) != 0) {
             if (r < 0)
                 goto out;
             output = v;

@@ -294,13 +294,7 @@ static int dags_pause(struct cli *c, const char *dag_id, bool paused)
     struct json_object *body = json_object_new_object();
     json_object_object_add(body, "op", json_object_new_string(paused ? "pause" : "unpause"));
     json_object_object_add(body, "dag", json_object_new_string(dag_id));
-    char *result = NULL;
-    int code = cli_mutate(c, json_object_to_json_string(body), &result);
-    if (code == 0)
-        printf(c->json ? "%s\n" : "%s\n", c->json ? result : paused ? "paused" : "unpaused");
-    free(result);
-    json_object_put(body);
-    return code;
+    return cli_apply(c, body, paused ? "paused" : "unpaused");
 }
 
 int cli_dags(struct cli *c)

@@ -214,13 +214,7 @@ static int runs_cancel(struct cli *c, const char *dag, const char *sel)
     json_object_object_add(body, "op", json_object_new_string("cancel"));
     json_object_object_add(body, "dag", json_object_new_string(dag));
     json_object_object_add(body, "run", json_object_new_string(sel));
-    char *result = NULL;
-    int code = cli_mutate(c, json_object_to_json_string(body), &result);
-    if (code == 0)
-        puts(c->json ? result : "cancelled");
-    free(result);
-    json_object_put(body);
-    return code;
+    return cli_apply(c, body, "cancelled");
 }
 
 int cli_runs(struct cli *c)

@@ -286,13 +286,7 @@ static int tasks_clear(struct cli *c, int argc, char **argv)
     json_object_object_add(body, "run", json_object_new_string(run));
     json_object_object_add(body, "tasks", tasks);
     json_object_object_add(body, "downstream", json_object_new_boolean(down));
-    char *result = NULL;
-    int code = cli_mutate(c, json_object_to_json_string(body), &result);
-    if (code == 0)
-        puts(c->json ? result : "cleared");
-    free(result);
-    json_object_put(body);
-    return code;
+    return cli_apply(c, body, "cleared");
 }
 
 static int tasks_mark(struct cli *c, char **argv)
@@ -303,17 +297,9 @@ static int tasks_mark(struct cli *c, char **argv)
     json_object_object_add(body, "run", json_object_new_string(argv[1]));
     json_object_object_add(body, "task", json_object_new_string(argv[2]));
     json_object_object_add(body, "state", json_object_new_string(argv[3]));
-    char *result = NULL;
-    int code = cli_mutate(c, json_object_to_json_string(body), &result);
-    if (code == 0) {
-        if (c->json)
-            puts(result);
-        else
-            printf("marked %s %s\n", argv[2], argv[3]);
-    }
-    free(result);
-    json_object_put(body);
-    return code;
+    char done[300];
+    snprintf(done, sizeof done, "marked %s %s", argv[2], argv[3]);
+    return cli_apply(c, body, done);
 }
 
 int cli_tasks(struct cli *c)
