@@ -10,7 +10,7 @@ top=$(pwd)
 
 PACKAGES="build-essential autoconf automake libtool pkg-config
           libsqlite3-dev libuv1-dev libyaml-dev libjson-c-dev liblua5.4-dev libssl-dev
-          libcurl4-openssl-dev libcmocka-dev sqlite3 procps util-linux python3 tzdata"
+          libcurl4-openssl-dev libcmocka-dev sqlite3 procps util-linux python3 tzdata git"
 
 install_missing() {
     missing=""

@@ -16,6 +16,7 @@ static void help(FILE *f)
 {
     fputs("usage: kiln dags list\n"
           "       kiln dags show DAG\n"
+          "       kiln dags versions DAG\n"
           "       kiln dags test FILE [-q]\n"
           "       kiln dags trigger DAG [-p NAME=VALUE]... [--run-id ID] [--wait]\n"
           "       kiln dags pause DAG\n"
@@ -24,6 +25,10 @@ static void help(FILE *f)
           "list     parses every file of the DAG folder; files with errors are listed with\n"
           "         FILE:LINE:COL and the problem (exit 1 if any file has an error)\n"
           "show     the tasks of a DAG, their dependencies and settings\n"
+          "versions every recorded version of a DAG: content hash, git commit (and '+' when\n"
+          "         the file differed from it), when it was first seen, runs that used it;\n"
+          "         '*' marks the current one.  The daemon records a version within a\n"
+          "         second of a save; a run keeps the version it started with\n"
           "test     runs one run of FILE in this process with a live view; exit 0 only if\n"
           "         the run succeeded (see kiln dags test --help)\n"
           "trigger  queues a manual run; with --wait, waits for it and exits 0 only if it\n"
@@ -50,6 +55,14 @@ static int paused_row(void *arg, struct store_row *r)
 {
     *(int *)arg = (int)store_col_int(r, 2);
     return 1;
+}
+
+static int missing_row(void *arg, struct store_row *r)
+{
+    struct sbuf *b = arg;
+    if (store_col_int(r, 2))
+        sbuf_printf(b, "%s%s", b->len ? ", " : "", store_col_text(r, 0));
+    return 0;
 }
 
 static int dags_list(struct cli *c)
@@ -116,10 +129,96 @@ static int dags_list(struct cli *c)
             if (!dd->entries[i].dag)
                 printf("  %s\n", dd->entries[i].error);
     }
+    if (!c->json) {
+        struct sbuf gone;
+        sbuf_init(&gone);
+        store_exec(st, Q_dag_all, missing_row, &gone, NULL, "");
+        if (gone.len)
+            printf("\nDAGs whose file left the folder (they no longer run; runs and versions "
+                   "are kept): %s\n", gone.data);
+        sbuf_free(&gone);
+    }
     json_object_put(arr);
     store_close(st);
     dagdir_free(dd);
     return bad ? EXIT_FAILED : EXIT_OK;
+}
+
+struct versions_ctx {
+    struct cli *c;
+    struct json_object *arr;
+    int rows;
+};
+
+static int version_row(void *arg, struct store_row *r)
+{
+    struct versions_ctx *vc = arg;
+    vc->rows++;
+    const char *hash = store_col_text(r, 1), *commit = store_col_text(r, 2);
+    bool dirty_known = !store_col_null(r, 3);
+    int64_t dirty = store_col_int(r, 3), created = store_col_int(r, 4), runs = store_col_int(r, 6);
+    bool current = store_col_int(r, 7) != 0;
+    char iso[40];
+    time_format_iso(created, iso, sizeof iso);
+    if (vc->c->json) {
+        struct json_object *o = json_object_new_object();
+        json_object_object_add(o, "version", json_object_new_int64(store_col_int(r, 0)));
+        json_object_object_add(o, "hash", json_object_new_string(hash ? hash : ""));
+        json_object_object_add(o, "git_commit", commit ? json_object_new_string(commit) : NULL);
+        json_object_object_add(o, "git_dirty", dirty_known ? json_object_new_boolean(dirty != 0)
+                                                           : NULL);
+        json_object_object_add(o, "created", json_object_new_string(iso));
+        json_object_object_add(o, "file", store_col_text(r, 5)
+                               ? json_object_new_string(store_col_text(r, 5)) : NULL);
+        json_object_object_add(o, "runs", json_object_new_int64(runs));
+        json_object_object_add(o, "current", json_object_new_boolean(current));
+        json_object_array_add(vc->arr, o);
+        return 0;
+    }
+    char cm[16];
+    snprintf(cm, sizeof cm, "%.12s%s", commit ? commit : "-",
+             commit && dirty_known && dirty ? "+" : commit && !dirty_known ? "?" : "");
+    printf("%-8" PRId64 " %-1s %-12.12s %-14s %-6s %-25s %" PRId64 "\n", store_col_int(r, 0),
+           current ? "*" : "", hash ? hash : "", cm,
+           !dirty_known ? "?" : dirty ? "yes" : "no", iso, runs);
+    return 0;
+}
+
+static int dags_versions(struct cli *c, const char *dag_id)
+{
+    struct store *st = NULL;
+    int code = cli_open_store(c, &st);
+    if (code)
+        return code;
+    struct versions_ctx vc = { c, json_object_new_array(), 0 };
+    struct kiln_err err = { 0 };
+    bool known = false;
+    int64_t dummy;
+    int rc = store_get_int(st, Q_dag_get, &dummy, &known, &err, "s", dag_id);
+    if (rc == 0 && !known) {
+        fprintf(stderr, "kiln: no DAG '%s' has been recorded (the daemon records a DAG's "
+                "versions; a trigger records the one it uses)\n", dag_id);
+        code = EXIT_NOTFOUND;
+        goto out;
+    }
+    if (!c->json)
+        printf("%-8s %-1s %-12s %-14s %-6s %-25s %s\n", "VERSION", "", "HASH", "GIT COMMIT",
+               "DIRTY", "CREATED", "RUNS");
+    if (rc == 0)
+        rc = store_exec(st, Q_version_list, version_row, &vc, &err, "s", dag_id);
+    if (rc < 0) {
+        fprintf(stderr, "kiln: %s\n", err.msg);
+        code = EXIT_FAILED;
+        goto out;
+    }
+    if (c->json)
+        puts(json_object_to_json_string_ext(vc.arr, JSON_C_TO_STRING_PRETTY |
+                                                        JSON_C_TO_STRING_SPACED |
+                                                        JSON_C_TO_STRING_NOSLASHESCAPE));
+out:
+    json_object_put(vc.arr);
+    store_close(st);
+    return code;
 }
 
 static int dags_show(struct cli *c, const char *dag_id)
@@ -310,6 +409,8 @@ int cli_dags(struct cli *c)
         return dags_list(c);
     if (strcmp(sub, "show") == 0 && c->argc == 2)
         return dags_show(c, c->argv[1]);
+    if (strcmp(sub, "versions") == 0 && c->argc == 2)
+        return dags_versions(c, c->argv[1]);
     if (strcmp(sub, "trigger") == 0)
         return dags_trigger(c, c->argc - 1, c->argv + 1);
     if ((strcmp(sub, "pause") == 0 || strcmp(sub, "unpause") == 0) && c->argc == 2)

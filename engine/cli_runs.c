@@ -172,6 +172,38 @@ int cli_print_tis(struct cli *c, struct store *st, int64_t run_pk, struct json_o
     return rc < 0 ? EXIT_FAILED : EXIT_OK;
 }
 
+struct run_version {
+    int64_t id;
+    char *hash, *commit;
+    int dirty;   /* -1 unknown */
+};
+
+static int run_version_id_cb(void *arg, struct store_row *r)
+{
+    ((struct run_version *)arg)->id = store_col_int(r, 3);
+    return 1;
+}
+
+static int run_version_cb(void *arg, struct store_row *r)
+{
+    struct run_version *v = arg;
+    v->hash = xstrdup(store_col_text(r, 1) ? store_col_text(r, 1) : "");
+    if (store_col_text(r, 2))
+        v->commit = xstrdup(store_col_text(r, 2));
+    v->dirty = store_col_null(r, 3) ? -1 : (int)store_col_int(r, 3);
+    return 1;
+}
+
+/* The DAG version a run uses (it keeps it even when the file changes). */
+static void run_version_get(struct store *st, int64_t run_pk, struct run_version *v)
+{
+    memset(v, 0, sizeof *v);
+    v->dirty = -1;
+    store_exec(st, Q_run_get, run_version_id_cb, v, NULL, "i", run_pk);
+    if (v->id)
+        store_exec(st, Q_version_meta, run_version_cb, v, NULL, "i", v->id);
+}
+
 static int runs_show(struct cli *c, const char *dag, const char *sel)
 {
     struct store *st = NULL;
@@ -196,10 +228,27 @@ static int runs_show(struct cli *c, const char *dag, const char *sel)
         struct json_object *tis = json_object_new_array();
         cli_print_tis(c, st, pk, tis);
         json_object_object_add(run, "tasks", tis);
+        struct run_version v;
+        run_version_get(st, pk, &v);
+        json_object_object_add(run, "version_hash", v.hash ? json_object_new_string(v.hash)
+                                                           : NULL);
+        json_object_object_add(run, "git_commit", v.commit ? json_object_new_string(v.commit)
+                                                           : NULL);
+        json_object_object_add(run, "git_dirty", v.dirty < 0 ? NULL
+                                                             : json_object_new_boolean(v.dirty));
+        free(v.hash);
+        free(v.commit);
         puts(json_object_to_json_string_ext(run, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                      JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(run);
     } else {
+        struct run_version v;
+        run_version_get(st, pk, &v);
+        printf("version %" PRId64 ", hash %.12s, git commit %.12s%s\n", v.id,
+               v.hash ? v.hash : "?", v.commit ? v.commit : "none",
+               !v.commit ? "" : v.dirty < 0 ? " (dirty: unknown)" : v.dirty ? " (dirty)" : "");
+        free(v.hash);
+        free(v.commit);
         putchar('\n');
         cli_print_tis(c, st, pk, NULL);
     }

@@ -21,11 +21,12 @@
 
 static void help(FILE *f)
 {
-    fputs("usage: kiln dags test FILE [-q] [OPTIONS]\n\n"
+    fputs("usage: kiln dags test FILE [-q] [-p NAME=VALUE]... [OPTIONS]\n\n"
           "Runs one run of the DAG in FILE now, in this process, with the local executor.\n"
           "State goes to a new temporary home folder unless --home is given.  On a terminal\n"
           "the tasks' states update in place; otherwise each change is printed as a line.\n"
           "-q prints only the final summary.  Ctrl-C cancels the run (its tasks are stopped).\n"
+          "-p NAME=VALUE sets a param of the run (checked against its type).\n"
           "Exit status: 0 if the run succeeded, 1 if it failed, 2 if FILE is invalid.\n",
           f);
     cli_print_common_help(f);
@@ -237,12 +238,21 @@ int cli_dags_test(struct cli *c, int argc, char **argv)
 {
     const char *file = NULL;
     bool quiet = false;
+    int n_params = 0;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             help(stdout);
             return EXIT_OK;
         } else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
             quiet = true;
+        } else if ((strcmp(argv[i], "-p") == 0 || strcmp(argv[i], "--param") == 0) &&
+                   i + 1 < argc) {
+            const char *eq = strchr(argv[++i], '=');
+            if (!eq || eq == argv[i]) {
+                fprintf(stderr, "kiln: -p takes NAME=VALUE, got '%s'\n", argv[i]);
+                return EXIT_USAGE;
+            }
+            n_params++;
         } else if (argv[i][0] == '-' || file) {
             fprintf(stderr, "kiln dags test: unexpected argument '%s'\n", argv[i]);
             return EXIT_USAGE;
@@ -307,6 +317,17 @@ int cli_dags_test(struct cli *c, int argc, char **argv)
     json_object_object_add(body, "op", json_object_new_string("trigger"));
     json_object_object_add(body, "file", json_object_new_string(abs));
     json_object_object_add(body, "run_type", json_object_new_string("test"));
+    if (n_params) {
+        struct json_object *params = json_object_new_object();
+        for (int i = 0; i + 1 < argc; i++)
+            if (strcmp(argv[i], "-p") == 0 || strcmp(argv[i], "--param") == 0) {
+                const char *kv = argv[++i], *eq = strchr(kv, '=');
+                char *k = xstrndup(kv, (size_t)(eq - kv));
+                json_object_object_add(params, k, json_object_new_string(eq + 1));
+                free(k);
+            }
+        json_object_object_add(body, "params", params);
+    }
     char *result = NULL;
     int rc = cmd_apply(&cc, json_object_to_json_string(body), &result, &err);
     json_object_put(body);

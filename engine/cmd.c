@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "dagdir.h"
+#include "gitinfo.h"
 #include "util.h"
 
 static const char *jstr(struct json_object *o, const char *key)
@@ -102,26 +103,110 @@ static int load_one(const char *path, const char *dag_id, struct dag **out, char
     return 0;
 }
 
+struct dag_state {
+    char *dag_id, *path;
+    int64_t current_version;
+};
+
+static int dag_state_cb(void *arg, struct store_row *r)
+{
+    struct dag_state *ds = arg;
+    ds->dag_id = xstrdup(store_col_text(r, 0));
+    if (store_col_text(r, 1))
+        ds->path = xstrdup(store_col_text(r, 1));
+    ds->current_version = store_col_int(r, 4);
+    return 1;
+}
+
+struct version_src {
+    char *hash, *path;
+    void *src;
+    size_t len;
+};
+
+static int version_src_cb(void *arg, struct store_row *r)
+{
+    struct version_src *v = arg;
+    size_t n = 0;
+    const void *b = store_col_blob(r, 4, &n);
+    v->hash = xstrdup(store_col_text(r, 2));
+    v->path = xstrdup(store_col_text(r, 3));
+    v->src = xmalloc(n + 1);
+    if (n)
+        memcpy(v->src, b, n);
+    ((char *)v->src)[n] = '\0';
+    v->len = n;
+    return 1;
+}
+
+/* The DAG as recorded in a version row (its source parsed again). */
+static int load_version(struct store *st, int64_t version_id, const char *dag_id,
+                        struct dag **out, char **source, size_t *len)
+{
+    struct version_src v = { 0 };
+    struct kiln_err e = { 0 };
+    int rc = store_exec(st, Q_version_get, version_src_cb, &v, &e, "i", version_id);
+    if (rc == 0 && !v.src)
+        rc = KILN_ENOTFOUND;
+    struct dag *d = NULL;
+    if (rc == 0 && (rc = dag_load_buf(v.path, v.src, v.len, &d, &e)) == 0 &&
+        strcmp(d->id, dag_id) != 0)
+        rc = KILN_ENOTFOUND;
+    if (rc == 0) {
+        free(d->hash);
+        d->hash = v.hash;
+        v.hash = NULL;
+        *out = d;
+        *source = v.src;
+        *len = v.len;
+        v.src = NULL;
+        d = NULL;
+    }
+    dag_free(d);
+    free(v.hash);
+    free(v.path);
+    free(v.src);
+    return rc;
+}
+
 int cmd_find_dag(struct store *st, const char *dags_dir, const char *dag_id, struct dag **out,
                  char **source, size_t *len, struct kiln_err *err)
 {
-    struct path_row pr = { NULL };
+    struct dag_state ds = { 0 };
     struct kiln_err e = { 0 };
-    store_exec(st, Q_dag_get, path_row_cb, &pr, &e, "s", dag_id);
-    if (pr.path) {
-        int rc = load_one(pr.path, dag_id, out, source, len, &e);
-        free(pr.path);
-        if (rc == 0)
-            return 0;
-        if (rc != KILN_ENOTFOUND && rc != -ENOENT)
-            return kiln_err_set(err, rc, "%s", e.msg);
+    store_exec(st, Q_dag_state, dag_state_cb, &ds, &e, "s", dag_id);
+    if (ds.path) {
+        int rc = load_one(ds.path, dag_id, out, source, len, &e);
+        if (rc != 0 && rc != KILN_ENOTFOUND && rc != -ENOENT) {
+            /* The file is there but does not load (a broken edit): the last
+             * good version stays usable.  `kiln dags list` shows the error. */
+            if (ds.current_version &&
+                load_version(st, ds.current_version, dag_id, out, source, len) == 0)
+                rc = 0;
+            else
+                rc = kiln_err_set(err, rc, "%s", e.msg);
+        }
+        if (rc != KILN_ENOTFOUND && rc != -ENOENT) {
+            free(ds.dag_id);
+            free(ds.path);
+            return rc;
+        }
     }
     /* The file moved or is new: scan the folder. */
     struct dagdir *dd = NULL;
     int rc = dagdir_load(dags_dir, &dd, err);
-    if (rc < 0)
+    if (rc < 0) {
+        free(ds.dag_id);
+        free(ds.path);
         return rc;
-    rc = kiln_err_set(err, KILN_ENOTFOUND, "no DAG '%s' in %s", dag_id, dags_dir);
+    }
+    if (ds.dag_id)
+        rc = kiln_err_set(err, KILN_ENOTFOUND,
+                          "DAG '%s' is no longer in %s (its file %s was deleted or no longer "
+                          "declares it); it cannot run, its runs and versions are kept",
+                          dag_id, dags_dir, ds.path ? ds.path : "?");
+    else
+        rc = kiln_err_set(err, KILN_ENOTFOUND, "no DAG '%s' in %s", dag_id, dags_dir);
     for (size_t i = 0; i < dd->n; i++) {
         struct dagdir_entry *en = &dd->entries[i];
         if (en->dag && strcmp(en->dag->id, dag_id) == 0) {
@@ -131,6 +216,8 @@ int cmd_find_dag(struct store *st, const char *dags_dir, const char *dag_id, str
         }
     }
     dagdir_free(dd);
+    free(ds.dag_id);
+    free(ds.path);
     return rc;
 }
 
@@ -141,8 +228,22 @@ static int ensure_version(struct store *st, const struct dag *d, const char *sou
     int rc = store_get_int(st, Q_version_find, version_id, &found, err, "ss", d->id, d->hash);
     if (rc < 0 || found)
         return rc;
-    return store_insert(st, Q_version_insert, version_id, err, "sssbi", d->id, d->hash, d->path,
-                        (const void *)source, len, now_us());
+    if ((rc = store_insert(st, Q_version_insert, version_id, err, "sssbi", d->id, d->hash,
+                           d->path, (const void *)source, len, now_us())) < 0)
+        return rc;
+    /* The git commit and dirty flag as of this first sighting (gitinfo.h). */
+    char commit[41];
+    if (!d->path || !git_head_commit(d->path, commit))
+        return 0;
+    int dirty = git_file_dirty(d->path);
+    return store_exec(st, Q_version_set_git, NULL, NULL, err, "iss", *version_id, commit,
+                      dirty < 0 ? NULL : dirty ? "1" : "0");
+}
+
+int cmd_ensure_version(struct store *st, const struct dag *d, const char *source, size_t len,
+                       int64_t *version_id, struct kiln_err *err)
+{
+    return ensure_version(st, d, source, len, version_id, err);
 }
 
 static void make_run_id(char *buf, size_t n, const char *type)
@@ -151,6 +252,44 @@ static void make_run_id(char *buf, size_t n, const char *type)
     char iso[40];
     time_format_iso(us, iso, sizeof iso);
     snprintf(buf, n, "%s__%s", type, iso);
+}
+
+/* Checks the given params against the DAG's types and fills in defaults:
+ * *out is the run's params as typed JSON ({"lr": 0.1, "mode": "fast"}). */
+static int merge_params(const struct dag *d, struct json_object *given, struct json_object **out,
+                        struct kiln_err *err)
+{
+    struct json_object *m = json_object_new_object();
+    *out = m;
+    for (size_t i = 0; i < d->n_params; i++) {
+        const struct dag_param *p = &d->params[i];
+        struct json_object *val = NULL;
+        const char *text = p->value;
+        char why[600];
+        if (given && json_object_object_get_ex(given, p->key, &val) && val) {
+            json_type jt = json_object_get_type(val);
+            if (jt == json_type_object || jt == json_type_array)
+                return kiln_err_set(err, KILN_EINVALID, "param '%s' must be a %s, got %s",
+                                    p->key, dag_param_type_name(p->type),
+                                    jt == json_type_object ? "an object" : "a list");
+            text = json_object_get_string(val);
+        } else if (p->required) {
+            return kiln_err_set(err, KILN_EINVALID,
+                                "param '%s' is required: DAG '%s' has no default for it "
+                                "(give it with -p %s=VALUE)", p->key, d->id, p->key);
+        }
+        if (dag_param_check(p, text, why, sizeof why) < 0)
+            return kiln_err_set(err, KILN_EINVALID, "%s", why);
+        struct json_object *v;
+        switch (p->type) {
+        case DPT_INTEGER: v = json_object_new_int64(strtoll(text, NULL, 10)); break;
+        case DPT_NUMBER: v = json_object_new_double_s(strtod(text, NULL), text); break;
+        case DPT_BOOLEAN: v = json_object_new_boolean(strcmp(text, "true") == 0); break;
+        default: v = json_object_new_string(text); break;
+        }
+        json_object_object_add(m, p->key, v);
+    }
+    return 0;
 }
 
 static int op_trigger(struct cmd_ctx *c, struct json_object *o, struct sbuf *res,
@@ -171,6 +310,7 @@ static int op_trigger(struct cmd_ctx *c, struct json_object *o, struct sbuf *res
                             want_run_id);
 
     struct dag *d = NULL;
+    struct json_object *merged = NULL;
     char *source = NULL;
     size_t len = 0;
     int rc = file ? load_one(file, NULL, &d, &source, &len, err)
@@ -191,6 +331,8 @@ static int op_trigger(struct cmd_ctx *c, struct json_object *o, struct sbuf *res
             }
         }
     }
+    if ((rc = merge_params(d, params, &merged, err)) < 0)
+        goto out;
     int64_t version_id = 0, run_pk = 0, now = now_us();
     if ((rc = store_exec(c->st, Q_dag_upsert, NULL, NULL, err, "ssi", d->id, d->path, now)) < 0 ||
         (rc = ensure_version(c->st, d, source, len, &version_id, err)) < 0 ||
@@ -221,7 +363,9 @@ static int op_trigger(struct cmd_ctx *c, struct json_object *o, struct sbuf *res
     const char *pj = params ? json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN)
                             : "{}";
     if ((rc = store_insert(c->st, Q_run_insert, &run_pk, err, "ssissoi", d->id, run_id,
-                           version_id, run_type, pj, (int64_t)0, now)) < 0)
+                           version_id, run_type,
+                           json_object_to_json_string_ext(merged, JSON_C_TO_STRING_PLAIN),
+                           (int64_t)0, now)) < 0)
         goto out;
     for (size_t i = 0; i < d->n_tasks; i++) {
         const struct dag_task *t = &d->tasks[i];
@@ -245,6 +389,7 @@ static int op_trigger(struct cmd_ctx *c, struct json_object *o, struct sbuf *res
         rc = sched_load_run(c->sched, run_pk, err);
     }
 out:
+    json_object_put(merged);
     dag_free(d);
     free(source);
     return rc;

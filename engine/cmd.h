@@ -37,8 +37,16 @@ int cmd_find_run(struct store *st, const char *dag_id, const char *sel, int64_t 
                  struct kiln_err *err);
 
 /* Loads the DAG with this id from the folder (its known file first, then a
- * scan).  Fills *source with the file's bytes (caller frees). */
+ * scan).  Fills *source with the file's bytes (caller frees).  When its known
+ * file no longer parses, the DAG's current version (the last good one)
+ * comes from the store instead; a DAG whose file left the folder is
+ * ENOTFOUND with a message saying so. */
 int cmd_find_dag(struct store *st, const char *dags_dir, const char *dag_id, struct dag **out,
                  char **source, size_t *len, struct kiln_err *err);
+
+/* The id of the version row of d (content d->hash, bytes source), inserted
+ * with its git commit and dirty flag if new. */
+int cmd_ensure_version(struct store *st, const struct dag *d, const char *source, size_t len,
+                       int64_t *version_id, struct kiln_err *err);
 
 #endif

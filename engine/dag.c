@@ -1,9 +1,13 @@
 #include "dag.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "template.h"
 #include "util.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
@@ -135,12 +139,93 @@ static void free_kvs(struct dag_kv *kv, size_t n)
     free(kv);
 }
 
+static const char *const param_type_names[DPT__COUNT] = {
+    [DPT_STRING] = "string", [DPT_NUMBER] = "number", [DPT_INTEGER] = "integer",
+    [DPT_BOOLEAN] = "boolean", [DPT_ENUM] = "enum",
+};
+
+const char *dag_param_type_name(enum dag_param_type t)
+{
+    if ((int)t < 0 || t >= DPT__COUNT)
+        return "unknown";
+    return param_type_names[t];
+}
+
+int dag_param_type_parse(const char *name)
+{
+    for (int i = 0; name && i < DPT__COUNT; i++)
+        if (strcmp(name, param_type_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+int dag_param_check(const struct dag_param *p, const char *text, char *why, size_t n)
+{
+    char *end;
+    switch (p->type) {
+    case DPT_STRING: return 0;
+    case DPT_INTEGER: {
+        const char *q = text[0] == '-' || text[0] == '+' ? text + 1 : text;
+        if (*q >= '0' && *q <= '9') {
+            errno = 0;
+            (void)strtoll(text, &end, 10);
+            if (errno == 0 && *end == '\0')
+                return 0;
+        }
+        snprintf(why, n, "param '%s' must be an integer, got '%s'", p->key, text);
+        return -1;
+    }
+    case DPT_NUMBER: {
+        errno = 0;
+        double v = strtod(text, &end);
+        if (text[0] && !isspace((unsigned char)text[0]) && *end == '\0' && errno == 0 &&
+            isfinite(v))
+            return 0;
+        snprintf(why, n, "param '%s' must be a number, got '%s'", p->key, text);
+        return -1;
+    }
+    case DPT_BOOLEAN:
+        if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0)
+            return 0;
+        snprintf(why, n, "param '%s' must be true or false, got '%s'", p->key, text);
+        return -1;
+    case DPT_ENUM: {
+        for (size_t i = 0; i < p->n_values; i++)
+            if (strcmp(text, p->values[i]) == 0)
+                return 0;
+        struct sbuf b;
+        sbuf_init(&b);
+        for (size_t i = 0; i < p->n_values; i++)
+            sbuf_printf(&b, "%s%s", i ? ", " : "", p->values[i]);
+        snprintf(why, n, "param '%s' must be one of %s, got '%s'", p->key, b.data ? b.data : "",
+                 text);
+        sbuf_free(&b);
+        return -1;
+    }
+    case DPT__COUNT: break;
+    }
+    return 0;
+}
+
+void dag_params_free(struct dag_param *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(p[i].key);
+        free(p[i].value);
+        for (size_t k = 0; k < p[i].n_values; k++)
+            free(p[i].values[k]);
+        free(p[i].values);
+    }
+    free(p);
+}
+
 static void task_free(struct dag_task *t)
 {
     free(t->id);
     for (size_t i = 0; i < t->argc; i++)
         free(t->argv[i]);
     free(t->argv);
+    free(t->argv_pos);
     free_kvs(t->env, t->n_env);
     free(t->cwd);
     free(t->pool);
@@ -159,7 +244,7 @@ void dag_free(struct dag *d)
     for (size_t i = 0; i < d->n_tasks; i++)
         task_free(&d->tasks[i]);
     free(d->tasks);
-    free_kvs(d->params, d->n_params);
+    dag_params_free(d->params, d->n_params);
     free(d->id);
     free(d->path);
     free(d->hash);
@@ -391,6 +476,27 @@ static int resolve_deps(struct dag *d, struct kiln_err *err)
     return 0;
 }
 
+/* Every template in a command argument or env value names something this
+ * task can see: a builtin, a declared param, an upstream task's outputs. */
+static int check_templates(const struct dag *d, struct kiln_err *err)
+{
+    char why[600], w[1024];
+    for (size_t i = 0; i < d->n_tasks; i++) {
+        const struct dag_task *t = &d->tasks[i];
+        for (size_t k = 0; k < t->argc; k++)
+            if (template_check(t->argv[k], d, t, why, sizeof why) < 0)
+                return kiln_err_set(err, KILN_EINVALID, "%s: task '%s': %s",
+                                    where(d, t->argv_pos ? t->argv_pos[k] : t->pos, w, sizeof w),
+                                    t->id, why);
+        for (size_t k = 0; k < t->n_env; k++)
+            if (template_check(t->env[k].value, d, t, why, sizeof why) < 0)
+                return kiln_err_set(err, KILN_EINVALID, "%s: task '%s': env '%s': %s",
+                                    where(d, t->env[k].pos, w, sizeof w), t->id, t->env[k].key,
+                                    why);
+    }
+    return 0;
+}
+
 /* Kahn's algorithm; ties are broken by file order, so the order is stable. */
 static int topo_sort(struct dag *d, struct kiln_err *err)
 {
@@ -456,6 +562,8 @@ int dag_finalize(struct dag *d, struct kiln_err *err)
     int rc = resolve_deps(d, err);
     if (rc == 0)
         rc = topo_sort(d, err);
+    if (rc == 0)
+        rc = check_templates(d, err);
     if (rc)
         free_derived(d);
     return rc;

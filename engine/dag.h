@@ -45,6 +45,34 @@ struct dag_kv {
     struct dag_pos pos;
 };
 
+/* A DAG param: its type, its default (as text) and, for enums, the values. */
+enum dag_param_type {
+    DPT_STRING = 0,
+    DPT_NUMBER,
+    DPT_INTEGER,
+    DPT_BOOLEAN,
+    DPT_ENUM,
+    DPT__COUNT
+};
+const char *dag_param_type_name(enum dag_param_type t);
+/* Returns the type, or -1 for an unknown name. */
+int dag_param_type_parse(const char *name);
+
+struct dag_param {
+    char *key;
+    char *value;                 /* the default as text; "" when required */
+    struct dag_pos pos;
+    enum dag_param_type type;
+    bool required;               /* no default: must be given at trigger */
+    char **values;               /* DPT_ENUM: the allowed values */
+    size_t n_values;
+};
+
+/* Checks text against p's type.  Returns 0, or -1 with why = "param 'lr'
+ * must be a number, got 'fast'". */
+int dag_param_check(const struct dag_param *p, const char *text, char *why, size_t n);
+void dag_params_free(struct dag_param *p, size_t n);
+
 #define DAG_DEFAULT_SKIP_EXIT_CODE 99
 #define DAG_DEFAULT_POOL "default_pool"
 
@@ -54,6 +82,7 @@ struct dag_task {
 
     char **argv;                 /* NULL-terminated; argc entries */
     size_t argc;
+    struct dag_pos *argv_pos;    /* where each argument was written; NULL: pos */
     struct dag_kv *env;
     size_t n_env;
     char *cwd;                   /* NULL: the DAG file's folder */
@@ -93,7 +122,7 @@ struct dag {
     bool catchup;
     int max_active_runs;         /* default 16 */
     int max_active_tasks;        /* default 16 */
-    struct dag_kv *params;
+    struct dag_param *params;
     size_t n_params;
 
     struct dag_task *tasks;
@@ -118,6 +147,8 @@ void dag_task_add_dep(struct dag_task *t, const char *dep, struct dag_pos pos);
  *   "dags/etl.yaml:12:5: duplicate task id 'load' (first defined at 4:3)"
  *   "dags/etl.yaml:9:13: task 'b' depends on unknown task 'x' (did you mean 'a'?)"
  *   "dags/etl.yaml:5:3: dependency cycle: a -> b -> c -> a"
+ *   "dags/etl.yaml:7:22: task 'b': unknown template name 'paramz.lr' (did you
+ *    mean 'params.lr'?)"  (templates in command and env, see template.h)
  * A position without a column (col 0: the Lua loader knows only the line)
  * prints as "dags/sweep.lua:12: ..." and "(first defined at line 4)".
  * Returns 0 or a negative code. */

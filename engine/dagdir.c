@@ -45,6 +45,13 @@ static enum file_kind kind_of(const char *path)
     return KIND_OTHER;
 }
 
+int dagdir_is_dag_file(const char *name)
+{
+    const char *slash = strrchr(name, '/');
+    const char *base = slash ? slash + 1 : name;
+    return base[0] != '.' && kind_of(base) != KIND_OTHER;
+}
+
 int dag_load_buf(const char *path, const char *buf, size_t len, struct dag **out,
                  struct kiln_err *err)
 {

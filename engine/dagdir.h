@@ -30,6 +30,9 @@ void dagdir_free(struct dagdir *dd);
 /* The loaded DAG with this id, or NULL. */
 struct dag *dagdir_find(const struct dagdir *dd, const char *dag_id);
 
+/* Whether a file name is one dagdir_load reads (not hidden; .yaml, .yml, .lua). */
+int dagdir_is_dag_file(const char *name);
+
 /* Loads a file's bytes with the loader its extension names (.yaml/.yml:
  * YAML, .lua: Lua); path is for messages and dag->path.  Leaves dag->hash
  * unset. */

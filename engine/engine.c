@@ -3,7 +3,15 @@
  * Commands from the CLI while a daemon runs: the CLI inserts a row into the
  * commands table and sends one datagram to HOME/daemon.sock; the daemon
  * applies pending rows through cmd_apply() on the nudge, and every second
- * as a safety net (a lost datagram costs at most a second). */
+ * as a safety net (a lost datagram costs at most a second).
+ *
+ * The DAG folder is watched (uv_fs_event on the folder, debounced, plus a
+ * rescan every 30 s as a safety net): each sync stats every DAG file and
+ * reads and parses only the files whose size, mtime, ctime or inode
+ * changed.  A new content is recorded as a version row at once (with its
+ * git commit); a file that no longer loads keeps its DAG's previous version
+ * and records the error; a DAG whose file left the folder is marked
+ * file_missing (it can no longer run; its history stays). */
 #include "engine.h"
 
 #include <errno.h>
@@ -12,16 +20,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cmd.h"
 #include "dagdir.h"
 #include "log.h"
 #include "util.h"
 
 extern char **environ;
+
+/* What the last sync saw of one DAG file. */
+struct dag_file {
+    char *path;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+    char hash[65];
+    char *dag_id;     /* the DAG it declares, NULL when it does not load */
+    bool seen;
+};
+
+#define DAG_DEBOUNCE_MS 150
+#define DAG_RESCAN_MS 30000
 
 struct engine {
     uv_loop_t *loop;
@@ -36,6 +62,11 @@ struct engine {
     uv_timer_t cmd_timer;
     int open_handles;
     bool stopping;
+    bool watching;
+    uv_fs_event_t dag_watch;
+    uv_timer_t dag_debounce, dag_rescan;
+    struct dag_file *files;
+    size_t n_files;
 };
 
 char *home_path(const char *home, const char *name)
@@ -186,6 +217,43 @@ static int open_nudge_socket(struct engine *e, struct kiln_err *err)
     return 0;
 }
 
+static void sync_dags(struct engine *e, bool flush);
+
+static void on_dag_debounce(uv_timer_t *h)
+{
+    sync_dags(container_of(h, struct engine, dag_debounce), true);
+}
+
+static void on_dag_rescan(uv_timer_t *h)
+{
+    sync_dags(container_of(h, struct engine, dag_rescan), true);
+}
+
+static void on_dag_event(uv_fs_event_t *h, const char *name, int events, int status)
+{
+    struct engine *e = container_of(h, struct engine, dag_watch);
+    if (status < 0)
+        LOG_W("watching %s: %s", e->cfg->dags, uv_strerror(status));
+    if (name && !dagdir_is_dag_file(name))
+        return;
+    /* An editor's save is often several events: sync once they settle. */
+    if (!e->stopping)
+        uv_timer_start(&e->dag_debounce, on_dag_debounce, DAG_DEBOUNCE_MS, 0);
+}
+
+static void start_dag_watch(struct engine *e)
+{
+    uv_timer_init(e->loop, &e->dag_debounce);
+    uv_timer_init(e->loop, &e->dag_rescan);
+    uv_timer_start(&e->dag_rescan, on_dag_rescan, DAG_RESCAN_MS, DAG_RESCAN_MS);
+    uv_fs_event_init(e->loop, &e->dag_watch);
+    int rc = uv_fs_event_start(&e->dag_watch, on_dag_event, e->cfg->dags, 0);
+    if (rc < 0)
+        LOG_W("cannot watch %s (%s): changes are seen by the rescan every %d s",
+              e->cfg->dags, uv_strerror(rc), DAG_RESCAN_MS / 1000);
+    e->watching = true;
+}
+
 int engine_open(struct engine **out, uv_loop_t *loop, const struct engine_opts *o,
                 struct kiln_err *err)
 {
@@ -251,6 +319,7 @@ int engine_open(struct engine **out, uv_loop_t *loop, const struct engine_opts *
         uv_timer_start(&e->cmd_timer, on_cmd_timer, 1000, 1000);
         e->open_handles = 2;
         engine_sync_dags(e);
+        start_dag_watch(e);
     }
     if ((rc = sched_recover(e->sched, err)) < 0)
         goto fail;
@@ -282,29 +351,232 @@ void engine_cmd_ctx(struct engine *e, struct cmd_ctx *c, const char *actor)
     c->actor = actor;
 }
 
-void engine_sync_dags(struct engine *e)
+static int cmp_str(const void *a, const void *b)
 {
-    struct dagdir *dd = NULL;
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static struct dag_file *file_find(struct engine *e, const char *path)
+{
+    for (size_t i = 0; i < e->n_files; i++)
+        if (strcmp(e->files[i].path, path) == 0)
+            return &e->files[i];
+    return NULL;
+}
+
+static const struct dag_file *file_declaring(struct engine *e, const char *dag_id,
+                                             const struct dag_file *except)
+{
+    for (size_t i = 0; i < e->n_files; i++)
+        if (&e->files[i] != except && e->files[i].dag_id &&
+            strcmp(e->files[i].dag_id, dag_id) == 0)
+            return &e->files[i];
+    return NULL;
+}
+
+static bool same_stat(const struct dag_file *f, const struct stat *st)
+{
+    return f->dev == st->st_dev && f->ino == st->st_ino && f->size == st->st_size &&
+           f->mtime.tv_sec == st->st_mtim.tv_sec && f->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+           f->ctime.tv_sec == st->st_ctim.tv_sec && f->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+/* Reads, parses and records one changed file; returns 1 if it was new or
+ * its content changed. */
+static int load_changed(struct engine *e, struct dag_file *f)
+{
+    char *buf = NULL;
+    size_t len = 0;
     struct kiln_err err = { 0 };
-    if (dagdir_load(e->cfg->dags, &dd, &err) < 0) {
-        LOG_W("DAG folder: %s", err.msg);
+    int rc = file_read_all(f->path, &buf, &len);
+    if (rc < 0) {
+        LOG_W("%s: cannot read: %s", f->path, strerror(-rc));
+        return 0;
+    }
+    char hash[65];
+    sha256_hex(buf, len, hash);
+    if (strcmp(hash, f->hash) == 0) {
+        free(buf);
+        return 0;
+    }
+    memcpy(f->hash, hash, sizeof hash);
+    free(f->dag_id);
+    f->dag_id = NULL;
+    struct dag *d = NULL;
+    char *msg = NULL;
+    if (dag_load_buf(f->path, buf, len, &d, &err) < 0) {
+        msg = xstrdup(err.msg[0] ? err.msg : "cannot load");
+    } else {
+        const struct dag_file *o = file_declaring(e, d->id, f);
+        if (o)
+            msg = xasprintf("%s: dag id '%s' is already defined in %s", f->path, d->id,
+                            o->path);
+    }
+    int64_t now = now_us();
+    store_txn_begin(e->st, &err);
+    if (msg) {
+        LOG_W("%s", msg);
+        if (store_exec(e->st, Q_dag_set_error_by_path, NULL, NULL, &err, "ssi", f->path, msg,
+                       now) < 0)
+            LOG_E("store: %s", err.msg);
+    } else {
+        d->hash = xstrdup(hash);
+        int64_t vid = 0;
+        if (store_exec(e->st, Q_dag_seen, NULL, NULL, &err, "ssi", d->id, f->path, now) < 0 ||
+            cmd_ensure_version(e->st, d, buf, len, &vid, &err) < 0 ||
+            store_exec(e->st, Q_dag_set_version, NULL, NULL, &err, "si", d->id, vid) < 0)
+            LOG_E("recording DAG %s: %s", d->id, err.msg);
+        else
+            LOG_I("DAG %s: version %lld (%.12s) from %s", d->id, (long long)vid, hash, f->path);
+        f->dag_id = xstrdup(d->id);
+    }
+    free(msg);
+    dag_free(d);
+    free(buf);
+    return 1;
+}
+
+struct dag_row {
+    char *dag_id, *path;
+    bool missing;
+};
+
+struct dag_rows {
+    struct dag_row *v;
+    size_t n;
+};
+
+static int dag_row_cb(void *arg, struct store_row *r)
+{
+    struct dag_rows *l = arg;
+    l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+    l->v[l->n].dag_id = xstrdup(store_col_text(r, 0));
+    l->v[l->n].path = store_col_text(r, 1) ? xstrdup(store_col_text(r, 1)) : NULL;
+    l->v[l->n].missing = store_col_int(r, 2) != 0;
+    l->n++;
+    return 0;
+}
+
+/* DAGs registered from a file of the folder that no present file declares
+ * (a deleted file, or one that now declares another id) stop running. */
+static size_t mark_missing(struct engine *e, const char *prefix)
+{
+    struct dag_rows l = { NULL, 0 };
+    struct kiln_err err = { 0 };
+    size_t marked = 0, plen = strlen(prefix);
+    if (store_exec(e->st, Q_dag_all, dag_row_cb, &l, &err, "") < 0)
+        LOG_E("store: %s", err.msg);
+    for (size_t i = 0; i < l.n; i++) {
+        struct dag_row *r = &l.v[i];
+        bool in_folder = r->path && strncmp(r->path, prefix, plen) == 0 &&
+                         !strchr(r->path + plen, '/');
+        const struct dag_file *f = r->path ? file_find(e, r->path) : NULL;
+        /* A file that is there but broken still holds its DAG. */
+        bool held = file_declaring(e, r->dag_id, NULL) || (f && !f->dag_id);
+        if (!r->missing && in_folder && !held) {
+            store_txn_begin(e->st, &err);
+            if (store_exec(e->st, Q_dag_set_missing, NULL, NULL, &err, "si", r->dag_id,
+                           now_us()) < 0)
+                LOG_E("store: %s", err.msg);
+            else
+                LOG_I("DAG %s: its file %s left %s; it stops running, its history stays",
+                      r->dag_id, r->path, e->cfg->dags);
+            marked++;
+        }
+        free(r->dag_id);
+        free(r->path);
+    }
+    free(l.v);
+    return marked;
+}
+
+static void sync_dags(struct engine *e, bool flush)
+{
+    if (e->stopping)
+        return;
+    const char *dir = e->cfg->dags;
+    DIR *dp = opendir(dir);
+    if (dp == NULL) {
+        LOG_W("DAG folder %s: %s", dir, strerror(errno));
         return;
     }
-    store_txn_begin(e->st, &err);
-    size_t ok = 0;
-    for (size_t i = 0; i < dd->n; i++) {
-        struct dagdir_entry *en = &dd->entries[i];
-        if (!en->dag) {
-            LOG_W("%s", en->error);
+    size_t dlen = strlen(dir);
+    char *prefix = xasprintf("%s%s", dir, dlen > 0 && dir[dlen - 1] == '/' ? "" : "/");
+    char **paths = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(dp)) != NULL) {
+        if (!dagdir_is_dag_file(de->d_name))
+            continue;
+        paths = xrealloc(paths, (n + 1) * sizeof *paths);
+        paths[n++] = xasprintf("%s%s", prefix, de->d_name);
+    }
+    closedir(dp);
+    if (n)
+        qsort(paths, n, sizeof *paths, cmp_str);
+    for (size_t i = 0; i < e->n_files; i++)
+        e->files[i].seen = false;
+    size_t changed = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        if (stat(paths[i], &st) < 0 || S_ISDIR(st.st_mode)) {
+            free(paths[i]);
             continue;
         }
-        ok++;
-        if (store_exec(e->st, Q_dag_upsert, NULL, NULL, &err, "ssi", en->dag->id, en->path,
-                       now_us()) < 0)
-            LOG_E("store: %s", err.msg);
+        struct dag_file *f = file_find(e, paths[i]);
+        if (f && same_stat(f, &st)) {
+            f->seen = true;
+            free(paths[i]);
+            continue;
+        }
+        if (!f) {
+            e->files = xrealloc(e->files, (e->n_files + 1) * sizeof *e->files);
+            f = &e->files[e->n_files++];
+            memset(f, 0, sizeof *f);
+            f->path = paths[i];
+        } else {
+            free(paths[i]);
+        }
+        f->seen = true;
+        f->dev = st.st_dev;
+        f->ino = st.st_ino;
+        f->size = st.st_size;
+        f->mtime = st.st_mtim;
+        f->ctime = st.st_ctim;
+        changed += (size_t)load_changed(e, f);
     }
-    LOG_I("loaded %zu DAG(s) from %s, %zu with errors", ok, e->cfg->dags, dd->n - ok);
-    dagdir_free(dd);
+    free(paths);
+    size_t gone = 0;
+    for (size_t i = 0; i < e->n_files;) {
+        struct dag_file *f = &e->files[i];
+        if (f->seen) {
+            i++;
+            continue;
+        }
+        free(f->path);
+        free(f->dag_id);
+        e->files[i] = e->files[--e->n_files];
+        gone++;
+    }
+    size_t missing = mark_missing(e, prefix);
+    free(prefix);
+    if (changed || gone) {
+        size_t ok = 0;
+        for (size_t i = 0; i < e->n_files; i++)
+            ok += e->files[i].dag_id != NULL;
+        LOG_I("DAG folder %s: %zu file(s) loaded or changed, %zu gone; %zu DAG(s), %zu file(s) "
+              "with errors", dir, changed, gone, ok, e->n_files - ok);
+    }
+    if (flush && (changed || missing) && store_in_txn(e->st)) {
+        struct kiln_err err = { 0 };
+        if (sched_flush(e->sched, &err) < 0)
+            LOG_E("commit: %s", err.msg);
+    }
+}
+
+void engine_sync_dags(struct engine *e)
+{
+    sync_dags(e, false);
 }
 
 static void on_engine_handle_closed(uv_handle_t *h)
@@ -327,6 +599,12 @@ void engine_stop(struct engine *e)
         uv_close((uv_handle_t *)&e->cmd_timer, on_engine_handle_closed);
         e->open_handles = 0;
     }
+    if (e->watching) {
+        uv_close((uv_handle_t *)&e->dag_watch, on_engine_handle_closed);
+        uv_close((uv_handle_t *)&e->dag_debounce, on_engine_handle_closed);
+        uv_close((uv_handle_t *)&e->dag_rescan, on_engine_handle_closed);
+        e->watching = false;
+    }
     sched_close(e->sched, NULL, NULL);
     if (e->local)
         e->local->ops->close(e->local, on_exec_closed);
@@ -341,6 +619,11 @@ void engine_free(struct engine *e)
         return;
     sched_free(e->sched);
     store_close(e->st);
+    for (size_t i = 0; i < e->n_files; i++) {
+        free(e->files[i].path);
+        free(e->files[i].dag_id);
+    }
+    free(e->files);
     if (e->nudge_fd >= 0) {
         char *p = home_path(e->cfg->home, "daemon.sock");
         unlink(p);

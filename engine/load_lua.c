@@ -591,6 +591,131 @@ static void get_kvs(lua_State *L, struct lctx *c, const char *who, const char *k
     }
 }
 
+/* One param's value at v: a string, number or boolean (its type follows), or
+ * a table {type = "enum", values = {...}, default = "fast"}. */
+static void get_param(lua_State *L, const char *who, struct dag_param *p, int v)
+{
+    char buf[80], nbuf[64], why[600];
+    const char *s;
+    size_t len;
+    int t = lua_type(L, v);
+    if (t == LUA_TBOOLEAN) {
+        p->type = DPT_BOOLEAN;
+        p->value = xstrdup(lua_toboolean(L, v) ? "true" : "false");
+        return;
+    }
+    if (t == LUA_TNUMBER || t == LUA_TSTRING) {
+        value_text(L, v, nbuf, sizeof nbuf, &s, &len);
+        if (strlen(s) != len)
+            lfail(L, who, "'params' value for '%s' must not contain a NUL character", p->key);
+        p->type = t == LUA_TSTRING ? DPT_STRING : lua_isinteger(L, v) ? DPT_INTEGER : DPT_NUMBER;
+        p->value = xstrdup(s);
+        return;
+    }
+    if (t != LUA_TTABLE || list_len(L, v) > 0)
+        lfail(L, who, "'params' value for '%s' must be a string, number or boolean, or a table "
+              "like {type = \"number\", default = 0.1}, got %s", p->key,
+              describe(L, v, buf, sizeof buf));
+    lua_pushnil(L);
+    while (lua_next(L, v)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+        if (strcmp(k, "type") && strcmp(k, "default") && strcmp(k, "values") &&
+            strcmp(k, "description"))
+            lfail(L, who, "unknown key '%s' in param '%s' (valid keys: type, default, values, "
+                  "description)", k, p->key);
+    }
+    int has_type = raw_field(L, v, "type") != LUA_TNIL;
+    int tv = lua_gettop(L);
+    int has_values = raw_field(L, v, "values") != LUA_TNIL;
+    int vv = lua_gettop(L);
+    int dt = raw_field(L, v, "default");
+    int dv = lua_gettop(L);
+    if (has_type) {
+        int pt = lua_type(L, tv) == LUA_TSTRING ? dag_param_type_parse(lua_tostring(L, tv)) : -1;
+        if (pt < 0)
+            lfail(L, who, "'type' of param '%s' must be one of string, number, integer, boolean, "
+                  "enum, got %s", p->key, describe(L, tv, buf, sizeof buf));
+        p->type = (enum dag_param_type)pt;
+    } else {
+        p->type = has_values ? DPT_ENUM
+                  : dt == LUA_TBOOLEAN ? DPT_BOOLEAN
+                  : dt == LUA_TNUMBER ? (lua_isinteger(L, dv) ? DPT_INTEGER : DPT_NUMBER)
+                                      : DPT_STRING;
+    }
+    if (has_values && p->type != DPT_ENUM)
+        lfail(L, who, "'values' is for params of type enum, and param '%s' is a %s", p->key,
+              dag_param_type_name(p->type));
+    if (p->type == DPT_ENUM) {
+        lua_Integer n = has_values && lua_type(L, vv) == LUA_TTABLE ? list_len(L, vv) : -1;
+        if (n <= 0)
+            lfail(L, who, "param '%s' of type enum needs 'values': a list like "
+                  "{\"fast\", \"full\"}", p->key);
+        p->values = xcalloc((size_t)n, sizeof *p->values);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, vv, i);
+            if (!value_text(L, -1, nbuf, sizeof nbuf, &s, &len) || strlen(s) != len)
+                lfail(L, who, "'values' of param '%s' must be strings, got %s", p->key,
+                      describe(L, -1, buf, sizeof buf));
+            p->values[p->n_values++] = xstrdup(s);
+            lua_pop(L, 1);
+        }
+    }
+    if (dt == LUA_TNIL) {
+        p->required = true;
+        p->value = xstrdup("");
+        return;
+    }
+    if (dt == LUA_TBOOLEAN)
+        p->value = xstrdup(lua_toboolean(L, dv) ? "true" : "false");
+    else if (value_text(L, dv, nbuf, sizeof nbuf, &s, &len) && strlen(s) == len)
+        p->value = xstrdup(s);
+    else
+        lfail(L, who, "default of param '%s' must be a string, number or boolean, got %s",
+              p->key, describe(L, dv, buf, sizeof buf));
+    if (dag_param_check(p, p->value, why, sizeof why) < 0)
+        lfail(L, who, "default: %s", why);
+}
+
+static void get_params(lua_State *L, struct lctx *c, const char *who, int v, struct dag *d)
+{
+    char buf[80];
+    if (lua_type(L, v) != LUA_TTABLE)
+        lfail(L, who, "'params' must be a table of names to values, like {NAME = \"value\"}, "
+              "got %s", describe(L, v, buf, sizeof buf));
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, v)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            lfail(L, who, "'params' names must be strings, got %s",
+                  describe(L, -1, buf, sizeof buf));
+        if (n == c->cap_keys) {
+            c->cap_keys = c->cap_keys ? 2 * c->cap_keys : 16;
+            c->keys = xrealloc(c->keys, c->cap_keys * sizeof *c->keys);
+        }
+        c->keys[n].s = lua_tolstring(L, -1, &c->keys[n].len);
+        n++;
+    }
+    qsort(c->keys, n, sizeof *c->keys, cmp_key);
+    dag_params_free(d->params, d->n_params);
+    d->params = xcalloc(n ? n : 1, sizeof *d->params);
+    d->n_params = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = c->keys[i].s;
+        if (strlen(name) != c->keys[i].len || !ident_valid(name))
+            lfail(L, who, "invalid name '%s' in 'params' (" DAG_ID_RULE ")", name);
+        struct dag_param *p = &d->params[d->n_params++];
+        p->key = xstrdup(name);
+        p->pos = (struct dag_pos){c->line, 0};
+        int top = lua_gettop(L);
+        lua_pushlstring(L, name, c->keys[i].len);
+        lua_rawget(L, v);
+        get_param(L, who, p, lua_gettop(L));
+        lua_settop(L, top);
+    }
+}
+
 /* --- tasks ----------------------------------------------------------------- */
 
 #define ARGV_EXAMPLE "e.g. {\"echo\", \"hello\"}"
@@ -937,7 +1062,7 @@ static int l_dag(lua_State *L)
         case 5: get_bool(L, who, name, 2, &d->catchup); break;
         case 6: get_int(L, who, name, 2, &dag_max_active_rule, &d->max_active_runs); break;
         case 7: get_int(L, who, name, 2, &dag_max_active_rule, &d->max_active_tasks); break;
-        case 8: get_kvs(L, c, who, name, 2, true, &d->params, &d->n_params); break;
+        case 8: get_params(L, c, who, 2, d); break;
         }
     }
     lua_settop(L, 1);

@@ -373,6 +373,182 @@ static void free_kvs(struct dag_kv *kv, size_t n)
     free(kv);
 }
 
+/* --- params ----------------------------------------------------------------- */
+
+static size_t map_len(const yaml_node_t *m);
+
+/* The type a plain YAML scalar reads as: 3 -> integer, 0.1 -> number,
+ * true -> boolean; a quoted scalar is always a string. */
+static enum dag_param_type infer_type(const yaml_node_t *v)
+{
+    if (v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return DPT_STRING;
+    const char *s = sval(v);
+    long long ll;
+    if (parse_int(s, LLONG_MIN, LLONG_MAX, &ll))
+        return DPT_INTEGER;
+    static const char *const bools[] = {"true", "false", "yes", "no", "on", "off"};
+    for (size_t i = 0; i < ARRAY_LEN(bools); i++)
+        if (strcasecmp(s, bools[i]) == 0)
+            return DPT_BOOLEAN;
+    struct dag_param probe = {.key = (char *)"", .type = DPT_NUMBER};
+    char why[8];
+    if ((s[0] == '-' || s[0] == '+' || s[0] == '.' || (s[0] >= '0' && s[0] <= '9')) &&
+        dag_param_check(&probe, s, why, sizeof why) == 0)
+        return DPT_NUMBER;
+    return DPT_STRING;
+}
+
+/* A default as stored: booleans as true/false whatever YAML spelling. */
+static char *default_text(const yaml_node_t *v, enum dag_param_type t)
+{
+    if (t == DPT_BOOLEAN && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        const char *s = sval(v);
+        if (!strcasecmp(s, "true") || !strcasecmp(s, "yes") || !strcasecmp(s, "on"))
+            return xstrdup("true");
+        if (!strcasecmp(s, "false") || !strcasecmp(s, "no") || !strcasecmp(s, "off"))
+            return xstrdup("false");
+    }
+    return xstrdup(sval(v));
+}
+
+static const char *const param_keys[] = {"type", "default", "values", "description"};
+
+/* The long form: {type: number, default: 0.1} or {type: enum, values: [a, b]}. */
+static int get_param_long(struct ctx *c, const char *name, const yaml_node_t *v,
+                          struct dag_param *p)
+{
+    char buf[80];
+    const yaml_node_t *type = NULL, *def = NULL, *values = NULL;
+    int rc;
+    for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < v->data.mapping.pairs.top; q++) {
+        const yaml_node_t *k = get(c, q->key), *val = get(c, q->value);
+        if ((rc = check_key(c, k, "param keys")) || (rc = check_dup(c, v, q)))
+            return rc;
+        int key = key_index(sval(k), param_keys, (int)ARRAY_LEN(param_keys));
+        if (key < 0) {
+            char what[400];
+            snprintf(what, sizeof what, "key '%s' in param '%s'", sval(k), name);
+            return unknown_key(c, k, what, param_keys, ARRAY_LEN(param_keys));
+        }
+        if (key == 0)
+            type = val;
+        else if (key == 1)
+            def = is_null(val) ? NULL : val;
+        else if (key == 2)
+            values = val;
+        else {
+            char *desc = NULL;
+            rc = get_str(c, "description", val, true, &desc);
+            free(desc);
+            if (rc)
+                return rc;
+        }
+    }
+    if (def && def->type != YAML_SCALAR_NODE)
+        return fail(c, def, KILN_EINVALID, "default of param '%s' must be a string or number, "
+                    "got %s", name, describe(def, buf, sizeof buf));
+    if (type) {
+        if (type->type != YAML_SCALAR_NODE || is_null(type))
+            return fail(c, type, KILN_EINVALID, "'type' of param '%s' must be a string, got %s",
+                        name, describe(type, buf, sizeof buf));
+        int t = dag_param_type_parse(sval(type));
+        if (t < 0) {
+            const char *names[DPT__COUNT];
+            for (int i = 0; i < DPT__COUNT; i++)
+                names[i] = dag_param_type_name((enum dag_param_type)i);
+            struct sbuf b;
+            sbuf_init(&b);
+            sbuf_printf(&b, "unknown param type '%s'", sval(type));
+            dag_hint(&b, sval(type), names, DPT__COUNT, "types");
+            rc = fail(c, type, KILN_EINVALID, "%s", b.data);
+            sbuf_free(&b);
+            return rc;
+        }
+        p->type = (enum dag_param_type)t;
+    } else {
+        p->type = values ? DPT_ENUM : def ? infer_type(def) : DPT_STRING;
+    }
+    if (values && p->type != DPT_ENUM)
+        return fail(c, values, KILN_EINVALID, "'values' is for params of type enum, and "
+                    "param '%s' is a %s", name, dag_param_type_name(p->type));
+    if (p->type == DPT_ENUM) {
+        if (!values || values->type != YAML_SEQUENCE_NODE ||
+            values->data.sequence.items.top == values->data.sequence.items.start)
+            return fail(c, values ? values : v, KILN_EINVALID,
+                        "param '%s' of type enum needs 'values': a list like [fast, full]", name);
+        size_t n = (size_t)(values->data.sequence.items.top - values->data.sequence.items.start);
+        p->values = xcalloc(n, sizeof *p->values);
+        for (size_t i = 0; i < n; i++) {
+            const yaml_node_t *e = get(c, values->data.sequence.items.start[i]);
+            const char *s;
+            if (e->type != YAML_SCALAR_NODE || is_null(e))
+                return fail(c, e, KILN_EINVALID, "'values' of param '%s' must be strings, got %s",
+                            name, describe(e, buf, sizeof buf));
+            if ((rc = scalar_text(c, e, "'values'", &s)))
+                return rc;
+            p->values[p->n_values++] = xstrdup(s);
+        }
+    }
+    if (def) {
+        const char *s;
+        if ((rc = scalar_text(c, def, "a default", &s)))
+            return rc;
+        char *text = default_text(def, p->type);
+        char why[600];
+        if (dag_param_check(p, text, why, sizeof why) < 0) {
+            free(text);
+            return fail(c, def, KILN_EINVALID, "default: %s", why);
+        }
+        p->value = text;
+    } else {
+        p->required = true;
+        p->value = xstrdup("");
+    }
+    return 0;
+}
+
+/* params: {lr: 0.1} (type from the scalar) or the long form per param. */
+static int get_params(struct ctx *c, const yaml_node_t *v, struct dag *d)
+{
+    char buf[80];
+    if (is_null(v))
+        return 0;
+    if (v->type != YAML_MAPPING_NODE)
+        return fail(c, v, KILN_EINVALID, "'params' must be a map, got %s",
+                    describe(v, buf, sizeof buf));
+    size_t n = map_len(v);
+    d->params = xcalloc(n ? n : 1, sizeof *d->params);
+    int rc = 0;
+    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = get(c, p->key), *val = get(c, p->value);
+        if ((rc = check_key(c, k, "'params' names")) || (rc = check_dup(c, v, p)))
+            return rc;
+        const char *name = sval(k);
+        if (!ident_valid(name))
+            return fail(c, k, KILN_EINVALID, "invalid name '%s' in 'params' (" ID_RULE ")", name);
+        struct dag_param *dp = &d->params[d->n_params++];
+        dp->key = xstrdup(name);
+        dp->pos = node_pos(k);
+        if (val->type == YAML_MAPPING_NODE) {
+            if ((rc = get_param_long(c, name, val, dp)))
+                return rc;
+            continue;
+        }
+        if (val->type != YAML_SCALAR_NODE)
+            return fail(c, val, KILN_EINVALID,
+                        "'params' value for '%s' must be a string or number, or a map like "
+                        "{type: number, default: 0.1}, got %s",
+                        name, describe(val, buf, sizeof buf));
+        const char *s;
+        if ((rc = scalar_text(c, val, "a value", &s)))
+            return rc;
+        dp->type = infer_type(val);
+        dp->value = default_text(val, dp->type);
+    }
+    return 0;
+}
+
 /* --- tasks ------------------------------------------------------------------ */
 
 static int set_command(struct ctx *c, struct dag_task *t, const yaml_node_t *v)
@@ -406,9 +582,14 @@ static int set_command(struct ctx *c, struct dag_task *t, const yaml_node_t *v)
     for (size_t i = 0; i < t->argc; i++)
         free(t->argv[i]);
     free(t->argv);
+    free(t->argv_pos);
     t->argv = xmalloc((n + 1) * sizeof *t->argv);
-    for (size_t i = 0; i < n; i++)
-        t->argv[i] = xstrdup(sval(get(c, v->data.sequence.items.start[i])));
+    t->argv_pos = xmalloc(n * sizeof *t->argv_pos);
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *a = get(c, v->data.sequence.items.start[i]);
+        t->argv[i] = xstrdup(sval(a));
+        t->argv_pos[i] = node_pos(a);
+    }
     t->argv[n] = NULL;
     t->argc = n;
     return 0;
@@ -738,7 +919,7 @@ static int load_root(struct ctx *c, struct dag *d, const yaml_node_t *root)
         case K_MAX_ACTIVE_TASKS:
             rc = get_int_rule(c, name, v, &dag_max_active_rule, &d->max_active_tasks);
             break;
-        case K_PARAMS: rc = get_kvs(c, name, v, true, &d->params, &d->n_params); break;
+        case K_PARAMS: rc = get_params(c, v, d); break;
         case K_DEFAULT: defaults = v; break;
         case K_TASKS: tasks = v; break;
         case K__COUNT: break;

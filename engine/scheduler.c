@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "dagdir.h"
+#include "template.h"
 #include "log.h"
 #include "util.h"
 
@@ -61,6 +62,8 @@ struct srun {
     bool queued_in_sd;
     bool finished;
     bool cancelled;                /* ends failed whatever its leaves say */
+    char *params_json;             /* the run's params (typed JSON), for templates */
+    int64_t logical_us;            /* logical date: set, or the run's creation time */
 };
 
 struct vcache {
@@ -584,6 +587,7 @@ static void run_free(struct srun *r)
     free(r->run_id);
     free(r->logs_dir);
     free(r->cwd);
+    free(r->params_json);
     free(r);
 }
 
@@ -979,6 +983,7 @@ static void base_env_init(struct sched *s)
 struct spec_buf {
     struct exec_spec spec;
     const char **env;
+    char **argv;                   /* rendered; strings in the arena */
     struct sbuf arena;
 };
 
@@ -1005,7 +1010,56 @@ static size_t arena_put(struct sbuf *a, const char *fmt, ...)
     return off;
 }
 
-static void spec_build(struct sched *s, struct sti *ti, struct spec_buf *b)
+/* For {{ tasks.ID.outputs.KEY }}: the outputs of ID's latest successful try
+ * in this run. */
+struct outputs_ctx {
+    struct sched *s;
+    struct srun *r;
+    char *last;
+};
+
+static int outputs_row(void *arg, struct store_row *row)
+{
+    struct outputs_ctx *c = arg;
+    const char *o = store_col_text(row, 0);
+    c->last = o ? xstrdup(o) : NULL;
+    return 1;
+}
+
+static const char *outputs_of(void *arg, const char *task_id)
+{
+    struct outputs_ctx *c = arg;
+    free(c->last);
+    c->last = NULL;
+    const struct dag_task *u = dag_task_find(c->r->dag, task_id);
+    if (!u)
+        return NULL;
+    struct kiln_err err = { 0 };
+    if (store_exec(c->s->st, Q_try_outputs_success, outputs_row, c, &err, "i",
+                   c->r->tis[u->index].pk) < 0)
+        LOG_E("store: %s", err.msg);
+    return c->last;
+}
+
+/* Renders one template into the arena (with its NUL); returns its offset,
+ * or -1 with why filled. */
+static long arena_render(struct sbuf *a, const char *prefix, const char *s,
+                         const struct template_vars *v, char *why, size_t n)
+{
+    size_t off = a->len;
+    if (prefix)
+        sbuf_adds(a, prefix);
+    if (template_render(s, v, a, why, n) < 0)
+        return -1;
+    sbuf_add(a, "", 1);
+    return (long)off;
+}
+
+/* Builds what the executor needs for a try: argv and env with templates
+ * rendered.  Returns 0, or -1 with why filled (a template that cannot be
+ * rendered: the try fails without starting). */
+static int spec_build(struct sched *s, struct sti *ti, struct spec_buf *b, char *why,
+                      size_t why_len)
 {
     struct srun *r = ti->run;
     const struct dag_task *t = ti_task(ti);
@@ -1026,9 +1080,27 @@ static void spec_build(struct sched *s, struct sti *ti, struct spec_buf *b)
     off[k++] = arena_put(&b->arena, "KILN_OUTPUTS=%.*s.outputs.json", (int)stem, log);
     off[k++] = arena_put(&b->arena, "KILN_LOG_FILE=%s", log);
     off[k++] = arena_put(&b->arena, "KILN_HOME=%s", s->home);
+    struct outputs_ctx oc = { s, r, NULL };
+    struct template_vars tv = {
+        .run_id = r->run_id, .dag_id = r->sd->dag_id, .task_id = t->id,
+        .try_number = ti->try_number, .logical_us = r->logical_us,
+        .interval_start_us = r->logical_us, .interval_end_us = r->logical_us,
+        .params_json = r->params_json, .outputs = outputs_of, .arg = &oc,
+    };
+    int rc = 0;
     size_t task_env0 = b->arena.len;
-    for (size_t i = 0; i < t->n_env; i++)
-        arena_put(&b->arena, "%s=%s", t->env[i].key, t->env[i].value);
+    for (size_t i = 0; i < t->n_env && rc == 0; i++) {
+        char *prefix = xasprintf("%s=", t->env[i].key);
+        if (arena_render(&b->arena, prefix, t->env[i].value, &tv, why, why_len) < 0)
+            rc = -1;
+        free(prefix);
+    }
+    size_t task_env_end = b->arena.len;
+    long *argv_off = xcalloc(t->argc + 1, sizeof *argv_off);
+    for (size_t i = 0; i < t->argc && rc == 0; i++)
+        if ((argv_off[i] = arena_render(&b->arena, NULL, t->argv[i], &tv, why, why_len)) < 0)
+            rc = -1;
+    free(oc.last);
 
     /* Pointers are taken only now: the arena may have moved while growing. */
     const char *base = b->arena.data;
@@ -1043,20 +1115,26 @@ static void spec_build(struct sched *s, struct sti *ti, struct spec_buf *b)
     }
     for (size_t i = 2; i < k; i++)
         b->env[n++] = base + off[i];
-    for (const char *p = base + task_env0; p < base + b->arena.len; p += strlen(p) + 1)
+    for (const char *p = base + task_env0; rc == 0 && p < base + task_env_end; p += strlen(p) + 1)
         b->env[n++] = p;
     b->env[n] = NULL;
+    b->argv = xcalloc(t->argc + 1, sizeof *b->argv);
+    for (size_t i = 0; i < t->argc && rc == 0; i++)
+        b->argv[i] = (char *)base + argv_off[i];
+    free(argv_off);
 
     b->spec = (struct exec_spec){
         .try_id = ti->try_pk, .dag_id = r->sd->dag_id, .run_id = r->run_id, .task_id = t->id,
-        .try_number = ti->try_number, .argv = t->argv, .envp = (char *const *)b->env,
+        .try_number = ti->try_number, .argv = b->argv, .envp = (char *const *)b->env,
         .cwd = base + off[1], .log_path = base + off[0],
     };
+    return rc;
 }
 
 static void spec_cleanup(struct spec_buf *b)
 {
     free(b->env);
+    free(b->argv);
     sbuf_free(&b->arena);
 }
 
@@ -1068,7 +1146,16 @@ static void do_start(struct sched *s, struct sti *ti)
         r->logs_dir_made = true;
     }
     struct spec_buf b;
-    spec_build(s, ti, &b);
+    char why[256];
+    if (spec_build(s, ti, &b, why, sizeof why) < 0) {
+        /* A template that cannot be rendered fails the try before anything
+         * runs, the way a spawn failure does, so the retry rules apply. */
+        struct exec_result res = { .try_id = ti->try_pk, .spawn_failed = true };
+        snprintf(res.reason, sizeof res.reason, "%s", why);
+        spec_cleanup(&b);
+        on_done(s, &res);
+        return;
+    }
     struct kiln_err err = { 0 };
     if (ti->ex->ops->start(ti->ex, &b.spec, &err) < 0) {
         /* The executor refused synchronously: report it as a failed try so
@@ -1241,8 +1328,8 @@ static int version_dag(struct sched *s, int64_t version_id, const struct dag **o
 
 struct run_row {
     bool found;
-    char *dag_id, *run_id, *state;
-    int64_t version_id, start_us;
+    char *dag_id, *run_id, *state, *params;
+    int64_t version_id, start_us, logical_us, created_us;
 };
 
 static int run_row_cb(void *arg, struct store_row *row)
@@ -1254,6 +1341,9 @@ static int run_row_cb(void *arg, struct store_row *row)
     rr->version_id = store_col_int(row, 3);
     rr->state = xstrdup(store_col_text(row, 5));
     rr->start_us = store_col_int(row, 9);
+    rr->params = store_col_text(row, 6) ? xstrdup(store_col_text(row, 6)) : NULL;
+    rr->logical_us = store_col_int(row, 7);
+    rr->created_us = store_col_int(row, 8);
     return 1;
 }
 
@@ -1386,7 +1476,14 @@ static void adopt_ti(struct sched *s, struct sti *ti)
         timers_rearm(s);
     }
     struct spec_buf b;
-    spec_build(s, ti, &b);
+    char why[256];
+    if (spec_build(s, ti, &b, why, sizeof why) < 0) {
+        struct exec_result res = { .try_id = tr.pk, .spawn_failed = true };
+        snprintf(res.reason, sizeof res.reason, "%s", why);
+        spec_cleanup(&b);
+        on_done(s, &res);
+        goto out;
+    }
     if (ex->ops->adopt(ex, &b.spec, tr.executor_id, &err) < 0) {
         struct exec_result res = { .try_id = tr.pk, .lost = true };
         snprintf(res.reason, sizeof res.reason, "could not re-attach: %.200s", err.msg);
@@ -1431,6 +1528,11 @@ static int load_run(struct sched *s, int64_t run_pk, bool even_finished, struct 
     r->dag = d;
     r->state = (enum run_state)st;
     r->start_us = rr.start_us;
+    r->params_json = rr.params;
+    rr.params = NULL;
+    /* Manual runs have no logical date of their own: like Airflow, the
+     * trigger time stands for it. */
+    r->logical_us = rr.logical_us ? rr.logical_us : rr.created_us;
     r->sd = sdag_get(s, rr.dag_id);
     /* The limits of the newest version loaded apply to the DAG. */
     r->sd->max_active_runs = d->max_active_runs > 0 ? d->max_active_runs : 16;
@@ -1494,6 +1596,7 @@ done:
     free(rr.dag_id);
     free(rr.run_id);
     free(rr.state);
+    free(rr.params);
     return rc;
 }
 
@@ -1839,6 +1942,7 @@ bool sched_run_finished(struct sched *s, int64_t run_pk, enum run_state *state)
     free(rr.dag_id);
     free(rr.run_id);
     free(rr.state);
+    free(rr.params);
     return done;
 }
 

@@ -108,3 +108,33 @@ ROLLBACK TO cmd;
 -- name: ti_get
 SELECT id, task_id, task_index, state, try_number, max_tries, retry_at_us, reason,
        start_us, end_us FROM task_instances WHERE run_pk = ?1 AND task_id = ?2;
+
+-- DAG folder and versions (sql/002_versions.sql).
+-- name: version_set_git
+UPDATE dag_versions SET git_commit = ?2, git_dirty = ?3 WHERE id = ?1;
+-- name: version_list
+SELECT v.id, v.hash, v.git_commit, v.git_dirty, v.created_us, v.path,
+       (SELECT count(*) FROM runs r WHERE r.version_id = v.id),
+       coalesce(d.current_version = v.id, 0)
+  FROM dag_versions v LEFT JOIN dags d ON d.dag_id = v.dag_id
+ WHERE v.dag_id = ?1 ORDER BY v.id;
+-- name: version_meta
+SELECT id, hash, git_commit, git_dirty, created_us, path FROM dag_versions WHERE id = ?1;
+-- name: dag_seen
+INSERT INTO dags (dag_id, path, updated_us) VALUES (?1, ?2, ?3)
+ON CONFLICT (dag_id) DO UPDATE SET path = excluded.path, updated_us = excluded.updated_us,
+       file_missing = 0, last_error = NULL;
+-- name: dag_set_missing
+UPDATE dags SET file_missing = 1, updated_us = ?2 WHERE dag_id = ?1 AND file_missing = 0;
+-- name: dag_set_error_by_path
+UPDATE dags SET last_error = ?2, updated_us = ?3 WHERE path = ?1 AND file_missing = 0;
+-- name: dag_state
+SELECT dag_id, path, file_missing, last_error, current_version FROM dags WHERE dag_id = ?1;
+-- name: dag_all
+SELECT dag_id, path, file_missing FROM dags ORDER BY dag_id;
+
+-- What an upstream task wrote to KILN_OUTPUTS in its latest successful try,
+-- for {{ tasks.ID.outputs.KEY }} templates.
+-- name: try_outputs_success
+SELECT outputs FROM tries WHERE ti_pk = ?1 AND state = 'success'
+ ORDER BY try_number DESC LIMIT 1;

@@ -113,5 +113,5 @@ done
 kiln frobnicate > /dev/null 2>&1; is "$?" "2" "an unknown command exits 2"
 kiln dags > /dev/null 2>&1; is "$?" "2" "a missing subcommand exits 2"
 kiln --parallelism zero dags list > /dev/null 2>&1; is "$?" "2" "a bad flag value exits 2"
-kiln db migrate | grep -q "schema version 1"; ok $? "db migrate reports the schema version"
+kiln db migrate | grep -q "schema version [0-9]"; ok $? "db migrate reports the schema version"
 done_testing

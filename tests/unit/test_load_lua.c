@@ -524,7 +524,8 @@ static void test_err_env_params(void **state)
                "d:task{ id = 'x', command = {'e'}, env = {'A=1'} }\n",
                PATH ":2: task 'x': 'env' names must be strings, got 1");
     expect_err("local d = dag{ id = 'a', params = {lr = {0.1, 0.2}} }\n",
-               PATH ":1: dag{}: 'params' value for 'lr' must be a string or number, got a table");
+               PATH ":1: dag{}: 'params' value for 'lr' must be a string, number or boolean, or a "
+               "table like {type = \"number\", default = 0.1}, got a table");
     expect_err("local d = dag{ id = 'a', params = {['learning rate'] = 0.1} }\n",
                PATH ":1: dag{}: invalid name 'learning rate' in 'params' (use letters, digits, "
                     "'_', '-' and '.', not starting with '.')");

@@ -612,7 +612,8 @@ static void test_err_params(void **state)
     expect_err("dag: a\n"
                "params: {lr: [0.1, 0.2]}\n"
                "tasks: {x: {command: [echo]}}\n",
-               PATH ":2:14: 'params' value for 'lr' must be a string or number, got a list");
+               PATH ":2:14: 'params' value for 'lr' must be a string or number, or a map like "
+               "{type: number, default: 0.1}, got a list");
     expect_err("dag: a\n"
                "params: {\"learning rate\": 0.1}\n"
                "tasks: {x: {command: [echo]}}\n",
