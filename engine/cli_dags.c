@@ -1,4 +1,4 @@
-/* kiln dags: list, show, test, trigger, pause, unpause. */
+/* kiln dags: list, show, test, trigger, pause, unpause, backfill, next. */
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "cmd.h"
 #include "dagdir.h"
+#include "schedule.h"
 #include "state.h"
 #include "util.h"
 
@@ -21,6 +22,8 @@ static void help(FILE *f)
           "       kiln dags trigger DAG [-p NAME=VALUE]... [--run-id ID] [--wait]\n"
           "       kiln dags pause DAG\n"
           "       kiln dags unpause DAG\n"
+          "       kiln dags backfill DAG --from TIME --to TIME [--max-active N]\n"
+          "       kiln dags next DAG [-n N]\n"
           "\n"
           "list     parses every file of the DAG folder; files with errors are listed with\n"
           "         FILE:LINE:COL and the problem (exit 1 if any file has an error)\n"
@@ -33,7 +36,13 @@ static void help(FILE *f)
           "         the run succeeded (see kiln dags test --help)\n"
           "trigger  queues a manual run; with --wait, waits for it and exits 0 only if it\n"
           "         succeeded.  Works whether or not a daemon runs.\n"
-          "pause    no new runs start and queued tasks wait; unpause resumes\n",
+          "pause    no new runs start and queued tasks wait; unpause resumes\n"
+          "backfill one run per data interval of the schedule that starts in [--from, --to]\n"
+          "         (times in the DAG's timezone), run id backfill__<start>; existing ones\n"
+          "         are skipped.  At most N (default 1) run at once, queued apart from the\n"
+          "         DAG's scheduled and manual runs.  Works whether or not a daemon runs.\n"
+          "next     the next N (default 5) fire times (ends of data intervals, when the\n"
+          "         runs are created) in the DAG's timezone\n",
           f);
     cli_print_common_help(f);
 }
@@ -396,6 +405,136 @@ static int dags_pause(struct cli *c, const char *dag_id, bool paused)
     return cli_apply(c, body, paused ? "paused" : "unpaused");
 }
 
+static int dags_backfill(struct cli *c, int argc, char **argv)
+{
+    const char *dag_id = NULL, *from = NULL, *to = NULL, *max = NULL;
+    for (int i = 0; i < argc; i++) {
+        int t;
+        if ((t = cli_take_value(&i, argc, argv, "--from", &from, "kiln dags backfill")) ||
+            (t = cli_take_value(&i, argc, argv, "--to", &to, "kiln dags backfill")) ||
+            (t = cli_take_value(&i, argc, argv, "--max-active", &max, "kiln dags backfill"))) {
+            if (t < 0)
+                return EXIT_USAGE;
+        } else if (!dag_id && argv[i][0] != '-') {
+            dag_id = argv[i];
+        } else {
+            fprintf(stderr, "kiln dags backfill: unexpected argument '%s'\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!dag_id || !from || !to) {
+        fprintf(stderr, "usage: kiln dags backfill DAG --from TIME --to TIME [--max-active N]\n");
+        return EXIT_USAGE;
+    }
+    struct json_object *body = json_object_new_object();
+    json_object_object_add(body, "op", json_object_new_string("backfill"));
+    json_object_object_add(body, "dag", json_object_new_string(dag_id));
+    json_object_object_add(body, "from", json_object_new_string(from));
+    json_object_object_add(body, "to", json_object_new_string(to));
+    if (max) {
+        char *end;
+        long n = strtol(max, &end, 10);
+        if (*end || n < 1 || n > 10000) {
+            fprintf(stderr, "kiln dags backfill: --max-active must be 1..10000, got '%s'\n",
+                    max);
+            json_object_put(body);
+            return EXIT_USAGE;
+        }
+        json_object_object_add(body, "max_active", json_object_new_int64(n));
+    }
+    char *result = NULL;
+    int rc = cli_mutate(c, json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN),
+                        &result);
+    json_object_put(body);
+    if (rc)
+        return rc;
+    if (c->json) {
+        printf("%s\n", result);
+    } else {
+        struct json_object *r = json_tokener_parse(result), *v;
+        long created = 0, skipped = 0;
+        if (r && json_object_object_get_ex(r, "created", &v))
+            created = json_object_get_int(v);
+        if (r && json_object_object_get_ex(r, "skipped", &v))
+            skipped = json_object_get_int(v);
+        printf("backfill %s: %ld run(s) created, %ld already there\n", dag_id, created,
+               skipped);
+        json_object_put(r);
+    }
+    free(result);
+    return EXIT_OK;
+}
+
+static int dags_next(struct cli *c, int argc, char **argv)
+{
+    const char *dag_id = NULL, *nstr = NULL;
+    for (int i = 0; i < argc; i++) {
+        int t;
+        if ((t = cli_take_value(&i, argc, argv, "-n", &nstr, "kiln dags next"))) {
+            if (t < 0)
+                return EXIT_USAGE;
+        } else if (!dag_id && argv[i][0] != '-') {
+            dag_id = argv[i];
+        } else {
+            fprintf(stderr, "kiln dags next: unexpected argument '%s'\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    long n = 5;
+    if (nstr) {
+        char *end;
+        n = strtol(nstr, &end, 10);
+        if (*end || n < 1 || n > 10000) {
+            fprintf(stderr, "kiln dags next: -n must be 1..10000, got '%s'\n", nstr);
+            return EXIT_USAGE;
+        }
+    }
+    if (!dag_id) {
+        fprintf(stderr, "usage: kiln dags next DAG [-n N]\n");
+        return EXIT_USAGE;
+    }
+    struct store *st = NULL;
+    int code = cli_open_store(c, &st);
+    if (code)
+        return code;
+    struct dag *d = NULL;
+    char *src = NULL;
+    size_t len;
+    struct kiln_err err = { 0 };
+    int rc = cmd_find_dag(st, c->cfg.dags, dag_id, &d, &src, &len, &err);
+    store_close(st);
+    free(src);
+    struct schedule s = { 0 };
+    if (rc == 0)
+        rc = schedule_from_dag(d, &s, &err);
+    if (rc == 0 && !s.cron)
+        rc = kiln_err_set(&err, KILN_EINVALID, "DAG '%s' has no schedule", dag_id);
+    if (rc < 0) {
+        fprintf(stderr, "kiln: %s\n", err.msg);
+        dag_free(d);
+        schedule_free(&s);
+        return cli_exit_code(rc);
+    }
+    int64_t *fires = xcalloc((size_t)n, sizeof *fires);
+    size_t k = schedule_next_fires(&s, now_us(), fires, (size_t)n);
+    struct json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < k; i++) {
+        char buf[64];
+        cron_format_time(s.cron, fires[i], buf, sizeof buf);
+        if (c->json)
+            json_object_array_add(arr, json_object_new_string(buf));
+        else
+            printf("%s\n", buf);
+    }
+    if (c->json)
+        printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN));
+    json_object_put(arr);
+    free(fires);
+    schedule_free(&s);
+    dag_free(d);
+    return EXIT_OK;
+}
+
 int cli_dags(struct cli *c)
 {
     const char *sub = c->argc > 0 ? c->argv[0] : NULL;
@@ -413,6 +552,10 @@ int cli_dags(struct cli *c)
         return dags_versions(c, c->argv[1]);
     if (strcmp(sub, "trigger") == 0)
         return dags_trigger(c, c->argc - 1, c->argv + 1);
+    if (strcmp(sub, "backfill") == 0)
+        return dags_backfill(c, c->argc - 1, c->argv + 1);
+    if (strcmp(sub, "next") == 0)
+        return dags_next(c, c->argc - 1, c->argv + 1);
     if ((strcmp(sub, "pause") == 0 || strcmp(sub, "unpause") == 0) && c->argc == 2)
         return dags_pause(c, c->argv[1], strcmp(sub, "pause") == 0);
     fprintf(stderr, "kiln dags: bad arguments for '%s'\n", sub);

@@ -9,6 +9,7 @@
 
 #include "dagdir.h"
 #include "gitinfo.h"
+#include "schedule.h"
 #include "util.h"
 
 static const char *jstr(struct json_object *o, const char *key)
@@ -292,12 +293,46 @@ static int merge_params(const struct dag *d, struct json_object *given, struct j
     return 0;
 }
 
+static int64_t jint(struct json_object *o, const char *key)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+        return 0;
+    return json_object_get_int64(v);
+}
+
+/* A run for a data interval ("logical_us" and "interval_end_us" given, run
+ * types scheduled and backfill) is named TYPE__<interval start in UTC>, like
+ * Airflow's; with "skip_existing" an existing run of that name is not an
+ * error but {"skipped":true}, so the scheduler can never create it twice. */
 static int op_trigger(struct cmd_ctx *c, struct json_object *o, struct sbuf *res,
                       struct kiln_err *err)
 {
     const char *dag_id = jstr(o, "dag"), *file = jstr(o, "file");
     const char *run_type = jstr(o, "run_type") ? jstr(o, "run_type") : "manual";
     const char *want_run_id = jstr(o, "run_id");
+    int64_t logical_us = jint(o, "logical_us"), interval_end_us = jint(o, "interval_end_us");
+    int64_t backfill_max = jint(o, "backfill_max_active");
+    struct json_object *skip_o = NULL;
+    json_object_object_get_ex(o, "skip_existing", &skip_o);
+    bool skip_existing = skip_o && json_object_get_boolean(skip_o);
+    char interval_run_id[120];
+    if (logical_us && interval_end_us) {
+        if (interval_end_us <= logical_us)
+            return kiln_err_set(err, KILN_EINVALID, "the data interval ends before it starts");
+        if (strcmp(run_type, "scheduled") != 0 && strcmp(run_type, "backfill") != 0)
+            return kiln_err_set(err, KILN_EINVALID,
+                                "only scheduled and backfill runs have a data interval");
+        char iso[40];
+        schedule_format_utc(logical_us, iso, sizeof iso);
+        snprintf(interval_run_id, sizeof interval_run_id, "%s__%s", run_type, iso);
+        want_run_id = NULL;
+    } else if (logical_us || interval_end_us) {
+        return kiln_err_set(err, KILN_EINVALID,
+                            "'logical_us' and 'interval_end_us' go together");
+    } else {
+        interval_run_id[0] = '\0';
+    }
     struct json_object *params = NULL;
     json_object_object_get_ex(o, "params", &params);
     if (params && !json_object_is_type(params, json_type_object))
@@ -340,7 +375,25 @@ static int op_trigger(struct cmd_ctx *c, struct json_object *o, struct sbuf *res
         goto out;
 
     char run_id[200];
-    if (want_run_id)
+    if (interval_run_id[0]) {
+        bool there = false;
+        int64_t pk0;
+        snprintf(run_id, sizeof run_id, "%s", interval_run_id);
+        if ((rc = store_get_int(c->st, Q_run_find, &pk0, &there, err, "ss", d->id, run_id)) < 0)
+            goto out;
+        if (there && skip_existing) {
+            sbuf_printf(res, "{\"dag\":");
+            sbuf_json_str(res, d->id);
+            sbuf_printf(res, ",\"run_id\":");
+            sbuf_json_str(res, run_id);
+            sbuf_printf(res, ",\"run\":%" PRId64 ",\"skipped\":true}", pk0);
+            goto out;
+        }
+        if (there) {
+            rc = kiln_err_set(err, KILN_EINVALID, "DAG '%s' already has a run '%s'", d->id, run_id);
+            goto out;
+        }
+    } else if (want_run_id)
         snprintf(run_id, sizeof run_id, "%s", want_run_id);
     else
         make_run_id(run_id, sizeof run_id, run_type);
@@ -365,7 +418,13 @@ static int op_trigger(struct cmd_ctx *c, struct json_object *o, struct sbuf *res
     if ((rc = store_insert(c->st, Q_run_insert, &run_pk, err, "ssissoi", d->id, run_id,
                            version_id, run_type,
                            json_object_to_json_string_ext(merged, JSON_C_TO_STRING_PLAIN),
-                           (int64_t)0, now)) < 0)
+                           logical_us, now)) < 0)
+        goto out;
+    if (interval_end_us &&
+        (rc = store_exec(c->st, Q_run_set_interval, NULL, NULL, err, "iio", run_pk,
+                         interval_end_us, strcmp(run_type, "backfill") == 0
+                                              ? (backfill_max > 0 ? backfill_max : 1)
+                                              : (int64_t)0)) < 0)
         goto out;
     for (size_t i = 0; i < d->n_tasks; i++) {
         const struct dag_task *t = &d->tasks[i];
@@ -392,6 +451,93 @@ out:
     json_object_put(merged);
     dag_free(d);
     free(source);
+    return rc;
+}
+
+#define BACKFILL_MAX_RUNS 10000
+
+/* One backfill run per data interval that starts in [from, to], oldest
+ * first; existing ones are skipped.  They queue apart from the DAG's other
+ * runs, max_active at a time (default 1). */
+static int op_backfill(struct cmd_ctx *c, struct json_object *o, struct sbuf *res,
+                       struct kiln_err *err)
+{
+    const char *dag_id, *from, *to;
+    int rc;
+    if ((rc = need(o, "dag", &dag_id, err)) < 0 || (rc = need(o, "from", &from, err)) < 0 ||
+        (rc = need(o, "to", &to, err)) < 0)
+        return rc;
+    int64_t max_active = jint(o, "max_active");
+    if (max_active < 0 || max_active > 10000)
+        return kiln_err_set(err, KILN_EINVALID, "'max_active' must be 1..10000");
+    struct dag *d = NULL;
+    char *source = NULL;
+    size_t len = 0;
+    if ((rc = cmd_find_dag(c->st, c->dags_dir, dag_id, &d, &source, &len, err)) < 0)
+        return rc;
+    free(source);
+    struct schedule s;
+    rc = schedule_from_dag(d, &s, err);
+    if (rc == 0 && !s.cron)
+        rc = kiln_err_set(err, KILN_EINVALID, "DAG '%s' has no schedule to backfill", d->id);
+    int64_t from_us = 0, to_us = 0;
+    struct kiln_err e2 = { 0 };
+    if (rc == 0 && schedule_parse_time(&s, from, &from_us, &e2) < 0)
+        rc = kiln_err_set(err, KILN_EINVALID, "--from: %s", e2.msg);
+    if (rc == 0 && schedule_parse_time(&s, to, &to_us, &e2) < 0)
+        rc = kiln_err_set(err, KILN_EINVALID, "--to: %s", e2.msg);
+    if (rc == 0 && to_us < from_us)
+        rc = kiln_err_set(err, KILN_EINVALID, "--to is before --from");
+    struct interval *iv = NULL;
+    size_t n = 0;
+    if (rc == 0) {
+        iv = xcalloc(BACKFILL_MAX_RUNS, sizeof *iv);
+        n = schedule_range(&s, from_us, to_us, iv, BACKFILL_MAX_RUNS);
+        if (n > BACKFILL_MAX_RUNS)
+            rc = kiln_err_set(err, KILN_EINVALID,
+                              "the range holds %zu intervals; a backfill may create at most %d",
+                              n, BACKFILL_MAX_RUNS);
+    }
+    size_t created = 0, skipped = 0;
+    struct sbuf runs;
+    sbuf_init(&runs);
+    sbuf_adds(&runs, "[");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct json_object *t = json_object_new_object();
+        json_object_object_add(t, "dag", json_object_new_string(d->id));
+        json_object_object_add(t, "run_type", json_object_new_string("backfill"));
+        json_object_object_add(t, "logical_us", json_object_new_int64(iv[i].start_us));
+        json_object_object_add(t, "interval_end_us", json_object_new_int64(iv[i].end_us));
+        json_object_object_add(t, "backfill_max_active",
+                               json_object_new_int64(max_active > 0 ? max_active : 1));
+        json_object_object_add(t, "skip_existing", json_object_new_boolean(1));
+        struct sbuf one;
+        sbuf_init(&one);
+        rc = op_trigger(c, t, &one, err);
+        json_object_put(t);
+        if (rc == 0) {
+            if (strstr(one.data, "\"skipped\":true"))
+                skipped++;
+            else
+                created++;
+            sbuf_printf(&runs, "%s%s", i ? "," : "", one.data);
+        }
+        sbuf_free(&one);
+    }
+    sbuf_adds(&runs, "]");
+    if (rc == 0) {
+        char detail[200];
+        snprintf(detail, sizeof detail, "from=%s to=%s max_active=%lld", from, to,
+                 (long long)(max_active > 0 ? max_active : 1));
+        rc = audit(c, "backfill", d->id, NULL, NULL, detail, err);
+    }
+    if (rc == 0)
+        sbuf_printf(res, "{\"created\":%zu,\"skipped\":%zu,\"runs\":%s}", created, skipped,
+                    runs.data);
+    sbuf_free(&runs);
+    free(iv);
+    schedule_free(&s);
+    dag_free(d);
     return rc;
 }
 
@@ -539,6 +685,8 @@ int cmd_apply(struct cmd_ctx *c, const char *body, char **result, struct kiln_er
         ;
     else if (strcmp(op, "trigger") == 0)
         rc = op_trigger(c, o, &res, err);
+    else if (strcmp(op, "backfill") == 0)
+        rc = op_backfill(c, o, &res, err);
     else if (strcmp(op, "pause") == 0)
         rc = op_pause(c, o, true, &res, err);
     else if (strcmp(op, "unpause") == 0)

@@ -1,7 +1,10 @@
 /* cmd: the one entry point for every change a user asks for (CLI now, the
  * HTTP API later).  A command is a JSON object {"op": ..., ...}:
  *
- *   {"op":"trigger", "dag":ID, "params":{...}, "run_id":ID?, "file":PATH?, "run_type":T?}
+ *   {"op":"trigger", "dag":ID, "params":{...}, "run_id":ID?, "file":PATH?, "run_type":T?,
+ *    "logical_us":US?, "interval_end_us":US?, "skip_existing":BOOL?,
+ *    "backfill_max_active":N?}    (a data interval: run id TYPE__<start in UTC>)
+ *   {"op":"backfill", "dag":ID, "from":TIME, "to":TIME, "max_active":N?}
  *   {"op":"pause", "dag":ID}            {"op":"unpause", "dag":ID}
  *   {"op":"clear", "dag":ID, "run":SEL, "tasks":[ID...], "downstream":BOOL}
  *   {"op":"mark", "dag":ID, "run":SEL, "task":ID, "state":"success|failed|skipped"}

@@ -251,6 +251,7 @@ void dag_free(struct dag *d)
     free(d->schedule);
     free(d->timezone);
     free(d->start_date);
+    free(d->end_date);
     free(d->description);
     free(d);
 }

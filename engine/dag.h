@@ -117,7 +117,8 @@ struct dag {
     char *hash;                  /* sha-256 hex of the file's content, if known */
     char *schedule;              /* cron text or NULL (manual only) */
     char *timezone;
-    char *start_date;
+    char *start_date;            /* ISO date or date-time in timezone, or NULL */
+    char *end_date;              /* likewise; no interval starts after it */
     char *description;
     bool catchup;
     int max_active_runs;         /* default 16 */

@@ -11,7 +11,16 @@
  * changed.  A new content is recorded as a version row at once (with its
  * git commit); a file that no longer loads keeps its DAG's previous version
  * and records the error; a DAG whose file left the folder is marked
- * file_missing (it can no longer run; its history stays). */
+ * file_missing (it can no longer run; its history stays).
+ *
+ * Schedules (schedule.h): each loaded DAG file keeps its parsed schedule.
+ * One uv_timer is armed for the earliest time a new data interval becomes
+ * due across the DAGs; when it fires (and at start, after a DAG (re)load
+ * and after commands such as unpause) the due intervals are created as
+ * runs through the trigger command, named scheduled__<interval start>, so
+ * a run is never created twice, even across a crash.  A daemon that was
+ * down creates what it missed at start (every interval with catchup, the
+ * latest one without). */
 #include "engine.h"
 
 #include <errno.h>
@@ -30,6 +39,7 @@
 #include "cmd.h"
 #include "dagdir.h"
 #include "log.h"
+#include "schedule.h"
 #include "util.h"
 
 extern char **environ;
@@ -43,8 +53,14 @@ struct dag_file {
     struct timespec mtime, ctime;
     char hash[65];
     char *dag_id;     /* the DAG it declares, NULL when it does not load */
+    struct schedule sched;  /* of its last good content; sched.cron NULL: none */
     bool seen;
 };
+
+/* Due intervals created per DAG per tick; the rest come on the next one. */
+#define SCHEDULE_BATCH 64
+/* The schedule timer never sleeps longer, so a changed wall clock is seen. */
+#define SCHEDULE_MAX_SLEEP_MS 3600000
 
 #define DAG_DEBOUNCE_MS 150
 #define DAG_RESCAN_MS 30000
@@ -67,6 +83,8 @@ struct engine {
     uv_timer_t dag_debounce, dag_rescan;
     struct dag_file *files;
     size_t n_files;
+    uv_timer_t sched_timer;
+    bool sched_timer_on;
 };
 
 char *home_path(const char *home, const char *name)
@@ -113,6 +131,7 @@ bool daemon_running(const char *home, long *pid)
 }
 
 static void process_commands(struct engine *e);
+static void schedule_tick(struct engine *e);
 
 static void on_nudge(uv_poll_t *h, int status, int events)
 {
@@ -190,7 +209,91 @@ static void process_commands(struct engine *e)
         kiln_err_clear(&err);
         if (sched_flush(e->sched, &err) < 0)
             LOG_E("commit: %s", err.msg);
+        /* An unpause (or a backfill, a clear) may change what is due. */
+        schedule_tick(e);
     }
+}
+
+static void on_sched_timer(uv_timer_t *h)
+{
+    schedule_tick(container_of(h, struct engine, sched_timer));
+}
+
+static int dag_paused_cb(void *arg, struct store_row *r)
+{
+    *(bool *)arg = store_col_int(r, 0) != 0 || store_col_int(r, 1) != 0;
+    return 1;
+}
+
+/* Creates the runs of every due data interval, then re-arms the timer for
+ * the earliest next one. */
+static void schedule_tick(struct engine *e)
+{
+    if (e->stopping || !e->sched_timer_on)
+        return;
+    int64_t earliest = SCHEDULE_NEVER;
+    size_t created = 0;
+    struct interval iv[SCHEDULE_BATCH];
+    for (size_t i = 0; i < e->n_files; i++) {
+        struct dag_file *f = &e->files[i];
+        if (!f->dag_id || !f->sched.cron)
+            continue;
+        struct kiln_err err = { 0 };
+        bool paused = false;
+        if (store_exec(e->st, Q_dag_paused, dag_paused_cb, &paused, &err, "s", f->dag_id) < 0) {
+            LOG_E("store: %s", err.msg);
+            continue;
+        }
+        if (paused)
+            continue; /* unpausing ticks again */
+        int64_t last_end = 0, next;
+        bool found;
+        if (store_get_int(e->st, Q_run_last_scheduled_end, &last_end, &found, &err, "s",
+                          f->dag_id) < 0) {
+            LOG_E("store: %s", err.msg);
+            continue;
+        }
+        int64_t now = now_us();
+        size_t n = schedule_due(&f->sched, last_end, now, iv, SCHEDULE_BATCH, &next);
+        for (size_t k = 0; k < n; k++) {
+            char body[512];
+            snprintf(body, sizeof body,
+                     "{\"op\":\"trigger\",\"dag\":\"%s\",\"run_type\":\"scheduled\","
+                     "\"logical_us\":%lld,\"interval_end_us\":%lld,\"skip_existing\":true}",
+                     f->dag_id, (long long)iv[k].start_us, (long long)iv[k].end_us);
+            struct cmd_ctx c;
+            engine_cmd_ctx(e, &c, "scheduler");
+            char *result = NULL;
+            kiln_err_clear(&err);
+            if (cmd_apply(&c, body, &result, &err) < 0) {
+                LOG_E("DAG %s: cannot create its scheduled run: %s", f->dag_id, err.msg);
+                next = now + 60 * 1000000LL; /* try again in a minute */
+                break;
+            }
+            LOG_I("DAG %s: scheduled run %s", f->dag_id, result);
+            free(result);
+            created++;
+        }
+        if (n == SCHEDULE_BATCH)
+            next = now;
+        if (next < earliest)
+            earliest = next;
+    }
+    if (created) {
+        struct kiln_err err = { 0 };
+        if (sched_flush(e->sched, &err) < 0)
+            LOG_E("commit: %s", err.msg);
+    }
+    if (earliest == SCHEDULE_NEVER) {
+        uv_timer_stop(&e->sched_timer);
+        return;
+    }
+    int64_t delay = (earliest - now_us()) / 1000 + 1;
+    if (delay < 0)
+        delay = 0;
+    if (delay > SCHEDULE_MAX_SLEEP_MS)
+        delay = SCHEDULE_MAX_SLEEP_MS;
+    uv_timer_start(&e->sched_timer, on_sched_timer, (uint64_t)delay, 0);
 }
 
 static int open_nudge_socket(struct engine *e, struct kiln_err *err)
@@ -323,8 +426,13 @@ int engine_open(struct engine **out, uv_loop_t *loop, const struct engine_opts *
     }
     if ((rc = sched_recover(e->sched, err)) < 0)
         goto fail;
-    if (o->daemon)
+    if (o->daemon) {
         process_commands(e);
+        /* Runs missed while no daemon ran are created now. */
+        uv_timer_init(loop, &e->sched_timer);
+        e->sched_timer_on = true;
+        schedule_tick(e);
+    }
     *out = e;
     return 0;
 fail:
@@ -429,6 +537,10 @@ static int load_changed(struct engine *e, struct dag_file *f)
         else
             LOG_I("DAG %s: version %lld (%.12s) from %s", d->id, (long long)vid, hash, f->path);
         f->dag_id = xstrdup(d->id);
+        schedule_free(&f->sched);
+        struct kiln_err se = { 0 };
+        if (schedule_from_dag(d, &f->sched, &se) < 0)
+            LOG_W("DAG %s: schedule: %s", d->id, se.msg);
     }
     free(msg);
     dag_free(d);
@@ -555,6 +667,7 @@ static void sync_dags(struct engine *e, bool flush)
         }
         free(f->path);
         free(f->dag_id);
+        schedule_free(&f->sched);
         e->files[i] = e->files[--e->n_files];
         gone++;
     }
@@ -572,6 +685,8 @@ static void sync_dags(struct engine *e, bool flush)
         if (sched_flush(e->sched, &err) < 0)
             LOG_E("commit: %s", err.msg);
     }
+    if (flush && (changed || gone || missing))
+        schedule_tick(e);
 }
 
 void engine_sync_dags(struct engine *e)
@@ -599,6 +714,10 @@ void engine_stop(struct engine *e)
         uv_close((uv_handle_t *)&e->cmd_timer, on_engine_handle_closed);
         e->open_handles = 0;
     }
+    if (e->sched_timer_on) {
+        uv_close((uv_handle_t *)&e->sched_timer, on_engine_handle_closed);
+        e->sched_timer_on = false;
+    }
     if (e->watching) {
         uv_close((uv_handle_t *)&e->dag_watch, on_engine_handle_closed);
         uv_close((uv_handle_t *)&e->dag_debounce, on_engine_handle_closed);
@@ -622,6 +741,7 @@ void engine_free(struct engine *e)
     for (size_t i = 0; i < e->n_files; i++) {
         free(e->files[i].path);
         free(e->files[i].dag_id);
+        schedule_free(&e->files[i].sched);
     }
     free(e->files);
     if (e->nudge_fd >= 0) {

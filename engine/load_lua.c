@@ -59,6 +59,7 @@
 #include <lualib.h>
 
 #include "load_yaml.h"
+#include "schedule.h"
 #include "util.h"
 
 const struct load_lua_limits load_lua_default_limits = {
@@ -904,7 +905,8 @@ static struct ldag *check_handle(lua_State *L, struct lctx *c, int idx, const ch
  * switch in l_dag() goes by position; 'default' stays last. */
 static const char *const lua_top_keys[] = {
     "id",      "description",     "schedule",         "timezone", "start_date",
-    "catchup", "max_active_runs", "max_active_tasks", "params",   "default",
+    "end_date", "catchup", "max_active_runs", "max_active_tasks", "params",
+    "default",
 };
 
 /* d:task{ id = ..., <task keys> } -> the task id */
@@ -1059,13 +1061,25 @@ static int l_dag(lua_State *L)
             break;
         case 3: get_str(L, who, name, 2, &d->timezone); break;
         case 4: get_str(L, who, name, 2, &d->start_date); break;
-        case 5: get_bool(L, who, name, 2, &d->catchup); break;
-        case 6: get_int(L, who, name, 2, &dag_max_active_rule, &d->max_active_runs); break;
-        case 7: get_int(L, who, name, 2, &dag_max_active_rule, &d->max_active_tasks); break;
-        case 8: get_params(L, c, who, 2, d); break;
+        case 5: get_str(L, who, name, 2, &d->end_date); break;
+        case 6: get_bool(L, who, name, 2, &d->catchup); break;
+        case 7: get_int(L, who, name, 2, &dag_max_active_rule, &d->max_active_runs); break;
+        case 8: get_int(L, who, name, 2, &dag_max_active_rule, &d->max_active_tasks); break;
+        case 9: get_params(L, c, who, 2, d); break;
         }
     }
     lua_settop(L, 1);
+    {
+        /* schedule, timezone, start_date, end_date must make a schedule. */
+        struct dag probe = *d;
+        struct schedule s;
+        struct kiln_err e = { 0 };
+        if (!probe.schedule)
+            probe.schedule = "* * * * *";
+        if (schedule_from_dag(&probe, &s, &e) < 0)
+            lfail(L, who, "%s", e.msg);
+        schedule_free(&s);
+    }
     if (!have_id && !ident_valid(d->id))
         lfail(L, who, "no 'id', and the file name '%s' is not a valid dag id (" DAG_ID_RULE ")",
               d->id);

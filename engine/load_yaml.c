@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "schedule.h"
 #include "util.h"
 
 #define ID_RULE DAG_ID_RULE
@@ -24,6 +25,7 @@ enum top_key {
     K_SCHEDULE,
     K_TIMEZONE,
     K_START_DATE,
+    K_END_DATE,
     K_CATCHUP,
     K_MAX_ACTIVE_RUNS,
     K_MAX_ACTIVE_TASKS,
@@ -39,6 +41,7 @@ static const char *const top_keys[K__COUNT] = {
     [K_SCHEDULE] = "schedule",
     [K_TIMEZONE] = "timezone",
     [K_START_DATE] = "start_date",
+    [K_END_DATE] = "end_date",
     [K_CATCHUP] = "catchup",
     [K_MAX_ACTIVE_RUNS] = "max_active_runs",
     [K_MAX_ACTIVE_TASKS] = "max_active_tasks",
@@ -857,6 +860,35 @@ char *dag_id_from_path(const char *path)
     return dot && dot != base ? xstrndup(base, (size_t)(dot - base)) : xstrdup(base);
 }
 
+/* schedule, timezone, start_date and end_date must make a schedule
+ * (schedule.h); the error points at the value at fault. */
+static int check_schedule(struct ctx *c, struct dag *d, const yaml_node_t *sched_n,
+                          const yaml_node_t *tz_n, const yaml_node_t *start_n,
+                          const yaml_node_t *end_n)
+{
+    struct kiln_err e = { 0 };
+    struct schedule s;
+    struct dag probe = *d;
+    /* Without a schedule the zone and dates are still checked. */
+    if (!probe.schedule)
+        probe.schedule = "* * * * *";
+    int rc = schedule_from_dag(&probe, &s, &e);
+    if (rc == 0) {
+        schedule_free(&s);
+        return 0;
+    }
+    const yaml_node_t *at = sched_n;
+    if (strstr(e.msg, "time zone") && tz_n)
+        at = tz_n;
+    else if (strncmp(e.msg, "start_date", 10) == 0 && start_n)
+        at = start_n;
+    else if (strncmp(e.msg, "end_date", 8) == 0 && end_n)
+        at = end_n;
+    if (!at)
+        at = tz_n ? tz_n : start_n ? start_n : end_n;
+    return fail(c, at, rc, "%s", e.msg);
+}
+
 static int load_root(struct ctx *c, struct dag *d, const yaml_node_t *root)
 {
     char buf[80];
@@ -869,6 +901,7 @@ static int load_root(struct ctx *c, struct dag *d, const yaml_node_t *root)
                     describe(root, buf, sizeof buf));
 
     const yaml_node_t *tasks = NULL, *defaults = NULL;
+    const yaml_node_t *sched_n = NULL, *tz_n = NULL, *start_n = NULL, *end_n = NULL;
     bool have_id = false;
     int rc = 0;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start;
@@ -904,14 +937,25 @@ static int load_root(struct ctx *c, struct dag *d, const yaml_node_t *root)
         case K_DESCRIPTION: rc = get_str(c, name, v, true, &d->description); break;
         case K_SCHEDULE:
             rc = get_str(c, name, v, true, &d->schedule);
+            sched_n = v;
             /* "none" reads better than null for a manual-only DAG. */
             if (rc == 0 && d->schedule && strcasecmp(d->schedule, "none") == 0) {
                 free(d->schedule);
                 d->schedule = NULL;
             }
             break;
-        case K_TIMEZONE: rc = get_str(c, name, v, true, &d->timezone); break;
-        case K_START_DATE: rc = get_str(c, name, v, true, &d->start_date); break;
+        case K_TIMEZONE:
+            rc = get_str(c, name, v, true, &d->timezone);
+            tz_n = v;
+            break;
+        case K_START_DATE:
+            rc = get_str(c, name, v, true, &d->start_date);
+            start_n = v;
+            break;
+        case K_END_DATE:
+            rc = get_str(c, name, v, true, &d->end_date);
+            end_n = v;
+            break;
         case K_CATCHUP: rc = get_bool(c, name, v, &d->catchup); break;
         case K_MAX_ACTIVE_RUNS:
             rc = get_int_rule(c, name, v, &dag_max_active_rule, &d->max_active_runs);
@@ -926,6 +970,8 @@ static int load_root(struct ctx *c, struct dag *d, const yaml_node_t *root)
         }
     }
     if (rc)
+        return rc;
+    if ((rc = check_schedule(c, d, sched_n, tz_n, start_n, end_n)))
         return rc;
 
     if (!have_id && !ident_valid(d->id))

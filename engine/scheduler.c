@@ -43,6 +43,10 @@ struct sdag {
     int max_active_runs, max_active_tasks;
     struct tiheap parked;          /* blocked by pause or max_active_tasks */
     struct srun *queued_head, *queued_tail;  /* runs waiting for max_active_runs */
+    /* Backfill runs queue apart, under their own limit, so that a long
+     * backfill never holds back the DAG's scheduled and manual runs. */
+    int active_backfill, max_backfill;
+    struct srun *bf_head, *bf_tail;
 };
 
 struct srun {
@@ -64,6 +68,8 @@ struct srun {
     bool cancelled;                /* ends failed whatever its leaves say */
     char *params_json;             /* the run's params (typed JSON), for templates */
     int64_t logical_us;            /* logical date: set, or the run's creation time */
+    int64_t interval_end_us;       /* end of the data interval (= logical_us when none) */
+    bool backfill;                 /* counted and queued apart (sdag bf_*) */
 };
 
 struct vcache {
@@ -336,6 +342,7 @@ static struct sdag *sdag_get(struct sched *s, const char *dag_id)
     sd->dag_id = xstrdup(dag_id);
     sd->max_active_runs = 16;
     sd->max_active_tasks = 16;
+    sd->max_backfill = 1;
     heap_init(&sd->parked, ready_before, HP_READY);
     struct kiln_err err = { 0 };
     if (store_exec(s->st, Q_dag_get, sdag_paused_cb, &sd->paused, &err, "s", dag_id) < 0)
@@ -593,8 +600,9 @@ static void run_free(struct srun *r)
 
 static void sd_dequeue_run(struct sdag *sd, struct srun *r)
 {
-    struct srun **pp = &sd->queued_head;
-    sd->queued_tail = NULL;
+    struct srun **pp = r->backfill ? &sd->bf_head : &sd->queued_head;
+    struct srun **tail = r->backfill ? &sd->bf_tail : &sd->queued_tail;
+    *tail = NULL;
     while (*pp) {
         if (*pp == r) {
             *pp = r->qnext;
@@ -602,8 +610,23 @@ static void sd_dequeue_run(struct sdag *sd, struct srun *r)
             r->queued_in_sd = false;
             continue;
         }
-        sd->queued_tail = *pp;
+        *tail = *pp;
         pp = &(*pp)->qnext;
+    }
+}
+
+/* Starts queued runs of sd while their class has room, each queue FIFO. */
+static void sd_start_queued(struct sched *s, struct sdag *sd)
+{
+    while (!sd->paused && sd->queued_head && sd->active_runs < sd->max_active_runs) {
+        struct srun *r = sd->queued_head;
+        sd_dequeue_run(sd, r);
+        run_try_start(s, r);
+    }
+    while (!sd->paused && sd->bf_head && sd->active_backfill < sd->max_backfill) {
+        struct srun *r = sd->bf_head;
+        sd_dequeue_run(sd, r);
+        run_try_start(s, r);
     }
 }
 
@@ -651,10 +674,13 @@ static void run_maybe_finish(struct sched *s, struct srun *r)
     if (r->n_unfinished > 0 || r->state != RUN_RUNNING)
         return;
     run_set_state(s, r, run_outcome(r));
-    r->sd->active_runs--;
+    if (r->backfill)
+        r->sd->active_backfill--;
+    else
+        r->sd->active_runs--;
     run_retire(s, r);
-    /* The next queued run of this DAG may start now. */
-    struct srun *next = r->sd->queued_head;
+    /* The next queued run of its class may start now. */
+    struct srun *next = r->backfill ? r->sd->bf_head : r->sd->queued_head;
     if (next) {
         sd_dequeue_run(r->sd, next);
         run_try_start(s, next);
@@ -665,22 +691,26 @@ static void run_maybe_finish(struct sched *s, struct srun *r)
 static void run_try_start(struct sched *s, struct srun *r)
 {
     struct sdag *sd = r->sd;
+    int *active = r->backfill ? &sd->active_backfill : &sd->active_runs;
+    int limit = r->backfill ? sd->max_backfill : sd->max_active_runs;
     if (r->state == RUN_QUEUED) {
-        if (sd->paused || sd->active_runs >= sd->max_active_runs) {
+        if (sd->paused || *active >= limit) {
             if (!r->queued_in_sd) {
+                struct srun **head = r->backfill ? &sd->bf_head : &sd->queued_head;
+                struct srun **tail = r->backfill ? &sd->bf_tail : &sd->queued_tail;
                 r->qnext = NULL;
-                if (sd->queued_tail)
-                    sd->queued_tail->qnext = r;
+                if (*tail)
+                    (*tail)->qnext = r;
                 else
-                    sd->queued_head = r;
-                sd->queued_tail = r;
+                    *head = r;
+                *tail = r;
                 r->queued_in_sd = true;
             }
             return;
         }
         run_set_state(s, r, RUN_RUNNING);
     }
-    sd->active_runs++;
+    (*active)++;
     for (size_t i = 0; i < r->dag->n_tasks; i++)
         if (r->tis[i].state == TI_NONE)
             work_push(s, &r->tis[i]);
@@ -1084,7 +1114,7 @@ static int spec_build(struct sched *s, struct sti *ti, struct spec_buf *b, char 
     struct template_vars tv = {
         .run_id = r->run_id, .dag_id = r->sd->dag_id, .task_id = t->id,
         .try_number = ti->try_number, .logical_us = r->logical_us,
-        .interval_start_us = r->logical_us, .interval_end_us = r->logical_us,
+        .interval_start_us = r->logical_us, .interval_end_us = r->interval_end_us,
         .params_json = r->params_json, .outputs = outputs_of, .arg = &oc,
     };
     int rc = 0;
@@ -1329,7 +1359,8 @@ static int version_dag(struct sched *s, int64_t version_id, const struct dag **o
 struct run_row {
     bool found;
     char *dag_id, *run_id, *state, *params;
-    int64_t version_id, start_us, logical_us, created_us;
+    int64_t version_id, start_us, logical_us, created_us, interval_end_us, backfill_max;
+    bool backfill;
 };
 
 static int run_row_cb(void *arg, struct store_row *row)
@@ -1344,6 +1375,9 @@ static int run_row_cb(void *arg, struct store_row *row)
     rr->params = store_col_text(row, 6) ? xstrdup(store_col_text(row, 6)) : NULL;
     rr->logical_us = store_col_int(row, 7);
     rr->created_us = store_col_int(row, 8);
+    rr->backfill = strcmp(store_col_text(row, 4), "backfill") == 0;
+    rr->interval_end_us = store_col_int(row, 11);
+    rr->backfill_max = store_col_int(row, 12);
     return 1;
 }
 
@@ -1533,7 +1567,12 @@ static int load_run(struct sched *s, int64_t run_pk, bool even_finished, struct 
     /* Manual runs have no logical date of their own: like Airflow, the
      * trigger time stands for it. */
     r->logical_us = rr.logical_us ? rr.logical_us : rr.created_us;
+    r->interval_end_us = rr.interval_end_us ? rr.interval_end_us : r->logical_us;
+    r->backfill = rr.backfill;
     r->sd = sdag_get(s, rr.dag_id);
+    /* The newest backfill's limit applies to the DAG's backfill runs. */
+    if (r->backfill)
+        r->sd->max_backfill = rr.backfill_max > 0 ? (int)rr.backfill_max : 1;
     /* The limits of the newest version loaded apply to the DAG. */
     r->sd->max_active_runs = d->max_active_runs > 0 ? d->max_active_runs : 16;
     r->sd->max_active_tasks = d->max_active_tasks > 0 ? d->max_active_tasks : 16;
@@ -1841,11 +1880,7 @@ int sched_set_paused(struct sched *s, const char *dag_id, bool paused, struct ki
     sd->paused = paused;
     if (!paused) {
         sd_release_parked(s, &sd->parked, -1);
-        while (sd->queued_head && sd->active_runs < sd->max_active_runs) {
-            struct srun *r = sd->queued_head;
-            sd_dequeue_run(sd, r);
-            run_try_start(s, r);
-        }
+        sd_start_queued(s, sd);
     }
     mark_dirty(s);
     return 0;

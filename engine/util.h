@@ -39,7 +39,9 @@ int duration_parse(const char *s, int64_t *out_ms);
 /* Formats a duration as the shortest readable string ("30s", "1m30s", "250ms"). */
 void duration_format(int64_t ms, char *buf, size_t n);
 
-int64_t now_us(void);        /* wall clock, microseconds since the epoch */
+/* Wall clock, microseconds since the epoch, shifted by KILN_TIME_OFFSET
+ * seconds when set (a test/debug hook; read once per process). */
+int64_t now_us(void);
 int64_t mono_us(void);       /* monotonic clock */
 /* "2026-11-21T13:40:05.123Z" from a wall-clock time in microseconds. */
 void time_format_iso(int64_t us, char *buf, size_t n);

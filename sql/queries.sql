@@ -37,7 +37,7 @@ UPDATE runs SET state = ?2,
  WHERE id = ?1;
 -- name: run_get
 SELECT id, dag_id, run_id, version_id, run_type, state, params, logical_us, created_us,
-       start_us, end_us FROM runs WHERE id = ?1;
+       start_us, end_us, data_interval_end_us, backfill_max_active FROM runs WHERE id = ?1;
 -- name: run_find
 SELECT id FROM runs WHERE dag_id = ?1 AND run_id = ?2;
 -- name: run_latest
@@ -138,3 +138,11 @@ SELECT dag_id, path, file_missing FROM dags ORDER BY dag_id;
 -- name: try_outputs_success
 SELECT outputs FROM tries WHERE ti_pk = ?1 AND state = 'success'
  ORDER BY try_number DESC LIMIT 1;
+
+-- Schedules (sql/003_schedule.sql).
+-- name: run_set_interval
+UPDATE runs SET data_interval_end_us = ?2, backfill_max_active = ?3 WHERE id = ?1;
+-- name: run_last_scheduled_end
+SELECT max(data_interval_end_us) FROM runs WHERE dag_id = ?1 AND run_type = 'scheduled';
+-- name: dag_paused
+SELECT paused, file_missing FROM dags WHERE dag_id = ?1;

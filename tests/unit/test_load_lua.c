@@ -347,7 +347,7 @@ static void test_err_unknown_keys(void **state)
                PATH ":1: dag{}: unknown key 'shedule' (did you mean 'schedule'?)");
     expect_err("local d = dag{ id = 'a', tasks = {} }\n",
                PATH ":1: dag{}: unknown key 'tasks' (valid keys: id, description, schedule, "
-                    "timezone, start_date, catchup, max_active_runs, max_active_tasks, "
+                    "timezone, start_date, end_date, catchup, max_active_runs, max_active_tasks, "
                     "params, default)");
     expect_err("local d = dag{ id = 'a',\n"
                "  default = {retries = 1, timout = '5m'} }\n",

@@ -394,7 +394,7 @@ static void test_err_unknown_top_key(void **state)
                "tasks: {x: {command: [echo]}}\n"
                "owner: someone\n",
                PATH ":3:1: unknown top-level key 'owner' (valid keys: dag, description, "
-                    "schedule, timezone, start_date, catchup, max_active_runs, max_active_tasks, "
+                    "schedule, timezone, start_date, end_date, catchup, max_active_runs, max_active_tasks, "
                     "params, default, tasks)");
 }
 

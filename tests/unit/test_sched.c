@@ -423,6 +423,61 @@ static void test_max_active_runs(void **state)
     fx_free(x);
 }
 
+/* Backfill runs queue apart under their own limit: with --max-active 1 they
+ * never overlap, and a manual run of the same DAG does not wait behind
+ * them (max_active_runs counts only the DAG's other runs). */
+static void test_backfill_queue(void **state)
+{
+    struct fx *x = fx_new(10, NULL, 0);
+    const char *yaml = "dag: bf\nschedule: '@daily'\nmax_active_runs: 1\ntasks:\n"
+                       "  a: {command: [x]}\n  b: {deps: [a], command: [x]}\n";
+    char path[128];
+    snprintf(path, sizeof path, "%s/bf.yaml", x->dir);
+    assert_int_equal(file_write_atomic(path, yaml, strlen(yaml), 0644), 0);
+    struct cmd_ctx c = { .st = x->st, .sched = x->s, .dags_dir = x->dir, .home = x->dir,
+                         .actor = "test" };
+    char *result = NULL;
+    struct kiln_err err = { 0 };
+    if (cmd_apply(&c, "{\"op\":\"backfill\",\"dag\":\"bf\",\"from\":\"2026-01-01\","
+                      "\"to\":\"2026-01-03\",\"max_active\":1}", &result, &err) < 0)
+        fail_msg("backfill: %s", err.msg);
+    assert_non_null(strstr(result, "\"created\":3"));
+    free(result);
+    /* The same range again creates nothing. */
+    if (cmd_apply(&c, "{\"op\":\"backfill\",\"dag\":\"bf\",\"from\":\"2026-01-01\","
+                      "\"to\":\"2026-01-03\"}", &result, &err) < 0)
+        fail_msg("backfill: %s", err.msg);
+    assert_non_null(strstr(result, "\"created\":0,\"skipped\":3"));
+    free(result);
+    if (cmd_apply(&c, "{\"op\":\"trigger\",\"dag\":\"bf\"}", &result, &err) < 0)
+        fail_msg("trigger: %s", err.msg);
+    free(result);
+    run_until_done(x, 4);
+    char out[512];
+    fx_close_sched(x);
+    query(x, "select run_id || '/' || datetime(logical_us/1000000, 'unixepoch') || '/' || "
+             "datetime(data_interval_end_us/1000000, 'unixepoch') from runs "
+             "where run_type='backfill' order by id", out, sizeof out);
+    assert_string_equal(out, "backfill__2026-01-01T00:00:00+00:00/2026-01-01 00:00:00/"
+                             "2026-01-02 00:00:00 "
+                             "backfill__2026-01-02T00:00:00+00:00/2026-01-02 00:00:00/"
+                             "2026-01-03 00:00:00 "
+                             "backfill__2026-01-03T00:00:00+00:00/2026-01-03 00:00:00/"
+                             "2026-01-04 00:00:00");
+    /* Backfill runs one at a time, in order. */
+    query(x, "select count(*) from runs a join runs b on a.id < b.id "
+             "where a.run_type='backfill' and b.run_type='backfill' and b.start_us < a.end_us",
+          out, sizeof out);
+    assert_string_equal(out, "0");
+    /* The manual run started before the second backfill run ended. */
+    query(x, "select (select start_us from runs where run_type='manual') < "
+             "(select end_us from runs where id=2)", out, sizeof out);
+    assert_string_equal(out, "1");
+    query(x, "select group_concat(state) from runs", out, sizeof out);
+    assert_string_equal(out, "success,success,success,success");
+    fx_free(x);
+}
+
 static void test_clear_and_mark(void **state)
 {
     struct fx *x = fx_new(8, NULL, 0);
@@ -501,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_parallelism),      cmocka_unit_test(test_pool),
         cmocka_unit_test(test_max_active_tasks), cmocka_unit_test(test_priority),
         cmocka_unit_test(test_max_active_runs),  cmocka_unit_test(test_clear_and_mark),
+        cmocka_unit_test(test_backfill_queue),
         cmocka_unit_test(test_recovery),         cmocka_unit_test(test_every_transition_persisted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
