@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 top=$(pwd)
 
 PACKAGES="build-essential autoconf automake libtool pkg-config
-          libsqlite3-dev libuv1-dev libyaml-dev libjson-c-dev liblua5.4-dev libssl-dev
+          libsqlite3-dev libuv1-dev libyaml-dev libjson-c-dev liblua5.4-dev libssl-dev libh2o-dev curl
           libcurl4-openssl-dev libcmocka-dev sqlite3 procps util-linux python3 tzdata git"
 
 install_missing() {

@@ -32,6 +32,7 @@ void cli_print_common_help(FILE *f)
           "  --parallelism N     tasks running at once, all DAGs (default 32)\n"
           "  --pool NAME=SLOTS   define a pool (repeatable)\n"
           "  --executor NAME     local (default) or noop\n"
+          "  --bind ADDR, --port N   HTTP API (default 127.0.0.1:8080; --port 0: no HTTP)\n"
           "  -o json             machine-readable output\n"
           "  -v                  verbose logging\n",
           f);

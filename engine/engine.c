@@ -38,6 +38,7 @@
 
 #include "cmd.h"
 #include "dagdir.h"
+#include "http.h"
 #include "log.h"
 #include "schedule.h"
 #include "util.h"
@@ -54,6 +55,7 @@ struct dag_file {
     char hash[65];
     char *dag_id;     /* the DAG it declares, NULL when it does not load */
     struct schedule sched;  /* of its last good content; sched.cron NULL: none */
+    char *schedule_expr;    /* its schedule as written, NULL: none */
     bool seen;
 };
 
@@ -85,6 +87,7 @@ struct engine {
     size_t n_files;
     uv_timer_t sched_timer;
     bool sched_timer_on;
+    struct http_server *http;   /* NULL: HTTP disabled (port 0) */
 };
 
 char *home_path(const char *home, const char *name)
@@ -432,6 +435,9 @@ int engine_open(struct engine **out, uv_loop_t *loop, const struct engine_opts *
         uv_timer_init(loop, &e->sched_timer);
         e->sched_timer_on = true;
         schedule_tick(e);
+        /* The HTTP API last: nothing after it can fail. */
+        if (o->cfg->port != 0 && (rc = http_start(&e->http, loop, o->cfg, e, err)) < 0)
+            goto fail;
     }
     *out = e;
     return 0;
@@ -538,6 +544,8 @@ static int load_changed(struct engine *e, struct dag_file *f)
             LOG_I("DAG %s: version %lld (%.12s) from %s", d->id, (long long)vid, hash, f->path);
         f->dag_id = xstrdup(d->id);
         schedule_free(&f->sched);
+        free(f->schedule_expr);
+        f->schedule_expr = d->schedule ? xstrdup(d->schedule) : NULL;
         struct kiln_err se = { 0 };
         if (schedule_from_dag(d, &f->sched, &se) < 0)
             LOG_W("DAG %s: schedule: %s", d->id, se.msg);
@@ -667,6 +675,7 @@ static void sync_dags(struct engine *e, bool flush)
         }
         free(f->path);
         free(f->dag_id);
+        free(f->schedule_expr);
         schedule_free(&f->sched);
         e->files[i] = e->files[--e->n_files];
         gone++;
@@ -689,6 +698,46 @@ static void sync_dags(struct engine *e, bool flush)
         schedule_tick(e);
 }
 
+int engine_apply(struct engine *e, const char *actor, const char *body, char **result,
+                 struct kiln_err *err)
+{
+    if (e->stopping)
+        return kiln_err_set(err, KILN_ESTATE, "the daemon is stopping");
+    struct cmd_ctx c;
+    engine_cmd_ctx(e, &c, actor);
+    int rc = cmd_apply(&c, body, result, err);
+    LOG_I("command from %s: %s%s", actor, rc < 0 ? "error: " : "ok ",
+          rc < 0 ? err->msg : *result);
+    struct kiln_err e2 = { 0 };
+    if (store_in_txn(e->st) && sched_flush(e->sched, &e2) < 0)
+        LOG_E("commit: %s", e2.msg);
+    schedule_tick(e);
+    return rc;
+}
+
+int engine_dag_schedule(struct engine *e, const char *dag_id, const char **expr,
+                        int64_t *next_us)
+{
+    *expr = NULL;
+    *next_us = 0;
+    const struct dag_file *f = file_declaring(e, dag_id, NULL);
+    if (!f || !f->sched.cron)
+        return 0;
+    *expr = f->schedule_expr;
+    int64_t last_end = 0, next = SCHEDULE_NEVER;
+    bool found;
+    if (store_get_int(e->st, Q_run_last_scheduled_end, &last_end, &found, NULL, "s",
+                      dag_id) < 0)
+        return 1;
+    struct interval iv[1];
+    int64_t now = now_us();
+    if (schedule_due(&f->sched, last_end, now, iv, 1, &next) > 0)
+        next = now;
+    if (next != SCHEDULE_NEVER)
+        *next_us = next;
+    return 1;
+}
+
 void engine_sync_dags(struct engine *e)
 {
     sync_dags(e, false);
@@ -709,6 +758,8 @@ void engine_stop(struct engine *e)
     if (e->stopping)
         return;
     e->stopping = true;
+    if (e->http)
+        http_stop(e->http);
     if (e->open_handles) {
         uv_close((uv_handle_t *)&e->nudge, on_engine_handle_closed);
         uv_close((uv_handle_t *)&e->cmd_timer, on_engine_handle_closed);
@@ -736,11 +787,13 @@ void engine_free(struct engine *e)
 {
     if (!e)
         return;
+    http_free(e->http);
     sched_free(e->sched);
     store_close(e->st);
     for (size_t i = 0; i < e->n_files; i++) {
         free(e->files[i].path);
         free(e->files[i].dag_id);
+        free(e->files[i].schedule_expr);
         schedule_free(&e->files[i].sched);
     }
     free(e->files);

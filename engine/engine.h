@@ -26,6 +26,14 @@ struct sched *engine_sched(struct engine *e);
 struct store *engine_store(struct engine *e);
 /* A command context bound to this engine's live scheduler. */
 void engine_cmd_ctx(struct engine *e, struct cmd_ctx *c, const char *actor);
+/* Applies one command on the live scheduler (the HTTP API's entry point, as
+ * the commands inbox is the CLI's), then commits and re-arms schedules. */
+int engine_apply(struct engine *e, const char *actor, const char *body, char **result,
+                 struct kiln_err *err);
+/* A DAG's schedule as written and when its next run is due (0: never);
+ * returns 0 when the DAG has no schedule in the loaded folder. */
+int engine_dag_schedule(struct engine *e, const char *dag_id, const char **expr,
+                        int64_t *next_us);
 /* Registers the DAGs of the folder in the store (paths, for lookups). */
 void engine_sync_dags(struct engine *e);
 /* Stops taking commands and closes every handle; tasks keep running.  The

@@ -146,3 +146,13 @@ UPDATE runs SET data_interval_end_us = ?2, backfill_max_active = ?3 WHERE id = ?
 SELECT max(data_interval_end_us) FROM runs WHERE dag_id = ?1 AND run_type = 'scheduled';
 -- name: dag_paused
 SELECT paused, file_missing FROM dags WHERE dag_id = ?1;
+
+-- The HTTP API (webui/api.c): a DAG's runs, newest first, one page at a
+-- time (?3: the number of the last run of the previous page).
+-- name: run_page
+SELECT id, dag_id, run_id, version_id, run_type, state, params, logical_us, created_us,
+       start_us, end_us FROM runs
+ WHERE dag_id = ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR id < ?3)
+ ORDER BY id DESC LIMIT ?4;
+-- name: version_source
+SELECT source FROM dag_versions WHERE id = ?1 AND dag_id = ?2;

@@ -8,6 +8,9 @@ set -u
 : "${SRCDIR:=.}"
 T=$(mktemp -d /tmp/kiln-it.XXXXXX)
 export KILN_HOME="$T/home" KILN_DAGS="$T/dags" KILN_SHEPHERD_IDLE_MS=${KILN_SHEPHERD_IDLE_MS:-1000}
+# The HTTP API is off (port 0) unless a test asks for a port, so daemons of
+# tests running side by side never collide on 8080.
+export KILN_PORT=${KILN_PORT:-0}
 mkdir -p "$KILN_HOME" "$KILN_DAGS"
 _n=0
 _fails=0

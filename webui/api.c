@@ -1,0 +1,766 @@
+/* api: the JSON API under /api/v1; see api.h and docs/api.md. */
+#include "api.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "engine.h"
+#include "state.h"
+#include "store.h"
+
+#define MAX_SEGS 10
+#define PAGE_DEFAULT 25
+#define PAGE_MAX 500
+#define LOG_CHUNK_MAX (4 * 1024 * 1024)
+#define LAST_RUNS 5
+
+bool api_is_mutation(const char *method)
+{
+    return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+}
+
+static void set_error(struct api_response *rs, int status, const char *msg)
+{
+    rs->status = status;
+    rs->content_type = "application/json";
+    rs->body.len = 0;
+    sbuf_adds(&rs->body, "{\"error\":");
+    sbuf_json_str(&rs->body, msg);
+    sbuf_adds(&rs->body, "}\n");
+}
+
+static int status_of(int rc)
+{
+    switch (rc) {
+    case KILN_ENOTFOUND: return 404;
+    case KILN_ESTATE: return 409;
+    case KILN_EINVALID:
+    case KILN_EPARSE:
+    case KILN_ECYCLE:
+    case -EINVAL: return 400;
+    default: return 500;
+    }
+}
+
+static void set_json(struct api_response *rs, int status, struct json_object *o)
+{
+    rs->status = status;
+    rs->content_type = "application/json";
+    sbuf_adds(&rs->body, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                               JSON_C_TO_STRING_NOSLASHESCAPE));
+    sbuf_adds(&rs->body, "\n");
+    json_object_put(o);
+}
+
+static void add_str(struct json_object *o, const char *k, const char *v)
+{
+    json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
+}
+
+static void add_time(struct json_object *o, const char *k, int64_t us)
+{
+    char iso[40];
+    time_format_iso(us, iso, sizeof iso);
+    add_str(o, k, us > 0 ? iso : NULL);
+}
+
+/* A path segment: ids, run ids (":" "+" of ISO times), numbers; never "."
+ * or "..", never a slash or a percent escape. */
+static bool seg_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > 250 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.' || c == ':' || c == '+'))
+            return false;
+    }
+    return true;
+}
+
+/* Query parameter NAME (no percent-decoding: values are numbers and state
+ * names).  Returns 1 when present. */
+static int query_get(const struct api_request *rq, const char *name, char *buf, size_t n)
+{
+    size_t nl = strlen(name);
+    const char *q = rq->query, *end = rq->query ? rq->query + rq->query_len : NULL;
+    while (q && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp ? amp : end;
+        if ((size_t)(pe - q) > nl && memcmp(q, name, nl) == 0 && q[nl] == '=') {
+            size_t vl = (size_t)(pe - q) - nl - 1;
+            if (vl >= n)
+                vl = n - 1;
+            memcpy(buf, q + nl + 1, vl);
+            buf[vl] = '\0';
+            return 1;
+        }
+        q = amp ? amp + 1 : end;
+    }
+    return 0;
+}
+
+/* A non-negative integer query parameter; -1 when malformed. */
+static int query_int(const struct api_request *rq, const char *name, int64_t dflt,
+                     int64_t *out)
+{
+    char b[32];
+    *out = dflt;
+    if (!query_get(rq, name, b, sizeof b))
+        return 0;
+    char *e;
+    errno = 0;
+    long long v = strtoll(b, &e, 10);
+    if (errno || e == b || *e || v < 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* --- reads --------------------------------------------------------------- */
+
+static int run_obj_row(void *arg, struct store_row *r)
+{
+    struct json_object *arr = arg;
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "number", json_object_new_int64(store_col_int(r, 0)));
+    add_str(o, "dag", store_col_text(r, 1));
+    add_str(o, "run_id", store_col_text(r, 2));
+    json_object_object_add(o, "version", json_object_new_int64(store_col_int(r, 3)));
+    add_str(o, "run_type", store_col_text(r, 4));
+    add_str(o, "state", store_col_text(r, 5));
+    struct json_object *p = json_tokener_parse(store_col_text(r, 6) ? store_col_text(r, 6) : "{}");
+    json_object_object_add(o, "params", p ? p : json_object_new_object());
+    add_time(o, "logical_date", store_col_int(r, 7));
+    add_time(o, "created", store_col_int(r, 8));
+    add_time(o, "start", store_col_int(r, 9));
+    add_time(o, "end", store_col_int(r, 10));
+    json_object_array_add(arr, o);
+    return 0;
+}
+
+struct dag_info {
+    bool found;
+    char *path, *last_error;
+    bool file_missing, paused;
+    int64_t current_version;
+};
+
+static int dag_state_row(void *arg, struct store_row *r)
+{
+    struct dag_info *d = arg;
+    d->found = true;
+    d->path = store_col_text(r, 1) ? xstrdup(store_col_text(r, 1)) : NULL;
+    d->file_missing = store_col_int(r, 2) != 0;
+    d->last_error = store_col_text(r, 3) ? xstrdup(store_col_text(r, 3)) : NULL;
+    d->current_version = store_col_int(r, 4);
+    return 1;
+}
+
+static int dag_paused_row(void *arg, struct store_row *r)
+{
+    ((struct dag_info *)arg)->paused = store_col_int(r, 0) != 0;
+    return 1;
+}
+
+/* The DAG object, or NULL when the store has no such DAG. */
+static struct json_object *dag_obj(struct engine *e, const char *dag_id)
+{
+    struct store *st = engine_store(e);
+    struct dag_info d = { 0 };
+    if (store_exec(st, Q_dag_state, dag_state_row, &d, NULL, "s", dag_id) < 0 || !d.found)
+        return NULL;
+    store_exec(st, Q_dag_paused, dag_paused_row, &d, NULL, "s", dag_id);
+    struct json_object *o = json_object_new_object();
+    add_str(o, "dag", dag_id);
+    add_str(o, "file", d.path);
+    json_object_object_add(o, "paused", json_object_new_boolean(d.paused));
+    json_object_object_add(o, "file_missing", json_object_new_boolean(d.file_missing));
+    add_str(o, "error", d.last_error);
+    json_object_object_add(o, "current_version", d.current_version
+                           ? json_object_new_int64(d.current_version) : NULL);
+    const char *expr = NULL;
+    int64_t next = 0;
+    engine_dag_schedule(e, dag_id, &expr, &next);
+    add_str(o, "schedule", expr);
+    add_time(o, "next_run", next);
+    struct json_object *last = json_object_new_array();
+    store_exec(st, Q_run_page, run_obj_row, last, NULL, "ssoi", dag_id, NULL, (int64_t)0,
+               (int64_t)LAST_RUNS);
+    json_object_object_add(o, "last_runs", last);
+    free(d.path);
+    free(d.last_error);
+    return o;
+}
+
+static int dag_id_row(void *arg, struct store_row *r)
+{
+    struct json_object *arr = arg;
+    json_object_array_add(arr, json_object_new_string(store_col_text(r, 0)));
+    return 0;
+}
+
+static void get_dags(struct engine *e, struct api_response *rs)
+{
+    struct json_object *ids = json_object_new_array(), *out = json_object_new_array();
+    store_exec(engine_store(e), Q_dag_list, dag_id_row, ids, NULL, "");
+    for (size_t i = 0; i < json_object_array_length(ids); i++) {
+        struct json_object *d = dag_obj(e, json_object_get_string(json_object_array_get_idx(ids, i)));
+        if (d)
+            json_object_array_add(out, d);
+    }
+    json_object_put(ids);
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "dags", out);
+    set_json(rs, 200, o);
+}
+
+static int version_row(void *arg, struct store_row *r)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "version", json_object_new_int64(store_col_int(r, 0)));
+    add_str(o, "hash", store_col_text(r, 1));
+    add_str(o, "git_commit", store_col_text(r, 2));
+    json_object_object_add(o, "git_dirty", store_col_null(r, 3) ? NULL
+                           : json_object_new_boolean(store_col_int(r, 3) != 0));
+    add_time(o, "created", store_col_int(r, 4));
+    add_str(o, "file", store_col_text(r, 5));
+    json_object_object_add(o, "runs", json_object_new_int64(store_col_int(r, 6)));
+    json_object_object_add(o, "current", json_object_new_boolean(store_col_int(r, 7) != 0));
+    json_object_array_add(arg, o);
+    return 0;
+}
+
+static void get_versions(struct engine *e, const char *dag, struct api_response *rs)
+{
+    struct json_object *arr = json_object_new_array();
+    store_exec(engine_store(e), Q_version_list, version_row, arr, NULL, "s", dag);
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "versions", arr);
+    set_json(rs, 200, o);
+}
+
+static int source_row(void *arg, struct store_row *r)
+{
+    size_t n = 0;
+    const void *p = store_col_blob(r, 0, &n);
+    struct api_response *rs = arg;
+    rs->status = 200;
+    rs->content_type = "text/plain; charset=utf-8";
+    sbuf_add(&rs->body, p ? p : "", n);
+    return 1;
+}
+
+static void get_source(struct engine *e, const char *dag, const char *ver,
+                       struct api_response *rs)
+{
+    char *end;
+    long long v = strtoll(ver, &end, 10);
+    rs->status = 0;
+    if (*end == '\0' && v > 0)
+        store_exec(engine_store(e), Q_version_source, source_row, rs, NULL, "is", (int64_t)v,
+                   dag);
+    if (rs->status != 200)
+        set_error(rs, 404, "no such version of this DAG");
+}
+
+static void get_runs(struct engine *e, const char *dag, const struct api_request *rq,
+                     struct api_response *rs)
+{
+    int64_t limit, before;
+    char state[32];
+    bool has_state = query_get(rq, "state", state, sizeof state);
+    if (query_int(rq, "limit", PAGE_DEFAULT, &limit) < 0 || limit < 1 || limit > PAGE_MAX)
+        return set_error(rs, 400, "limit must be a number from 1 to 500");
+    if (query_int(rq, "before", 0, &before) < 0)
+        return set_error(rs, 400, "before must be a run number");
+    if (has_state && run_state_parse(state) < 0)
+        return set_error(rs, 400, "state must be queued, running, success or failed");
+    struct json_object *arr = json_object_new_array();
+    store_exec(engine_store(e), Q_run_page, run_obj_row, arr, NULL, "ssoi", dag,
+               has_state ? state : NULL, before, limit + 1);
+    struct json_object *o = json_object_new_object();
+    int64_t next = 0;
+    if ((int64_t)json_object_array_length(arr) > limit) {
+        json_object_array_del_idx(arr, (size_t)limit, 1);
+        next = json_object_get_int64(json_object_object_get(
+            json_object_array_get_idx(arr, (size_t)limit - 1), "number"));
+    }
+    json_object_object_add(o, "runs", arr);
+    json_object_object_add(o, "next_before", next ? json_object_new_int64(next) : NULL);
+    set_json(rs, 200, o);
+}
+
+struct tries_ctx {
+    struct json_object *arr;
+    int want;            /* a try number, to fetch its log path */
+    char *log_path;
+};
+
+static int try_row(void *arg, struct store_row *r)
+{
+    struct tries_ctx *t = arg;
+    int n = (int)store_col_int(r, 1);
+    if (t->want) {
+        if (n == t->want && store_col_text(r, 11))
+            t->log_path = xstrdup(store_col_text(r, 11));
+        return 0;
+    }
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "try_number", json_object_new_int64(n));
+    add_str(o, "state", store_col_text(r, 2));
+    add_str(o, "executor", store_col_text(r, 3));
+    add_str(o, "executor_id", store_col_text(r, 4));
+    add_time(o, "start", store_col_int(r, 6));
+    add_time(o, "end", store_col_int(r, 7));
+    json_object_object_add(o, "exit_code", store_col_null(r, 8) ? NULL
+                           : json_object_new_int64(store_col_int(r, 8)));
+    json_object_object_add(o, "signal", store_col_null(r, 9) ? NULL
+                           : json_object_new_int64(store_col_int(r, 9)));
+    add_str(o, "reason", store_col_text(r, 10));
+    json_object_object_add(o, "outputs", store_col_text(r, 12)
+                           ? json_tokener_parse(store_col_text(r, 12)) : NULL);
+    json_object_array_add(t->arr, o);
+    return 0;
+}
+
+struct ti_ctx {
+    struct store *st;
+    struct json_object *arr;
+};
+
+static int ti_row(void *arg, struct store_row *r)
+{
+    struct ti_ctx *c = arg;
+    struct json_object *o = json_object_new_object();
+    add_str(o, "task", store_col_text(r, 1));
+    add_str(o, "state", store_col_text(r, 3));
+    json_object_object_add(o, "try_number", json_object_new_int64(store_col_int(r, 4)));
+    json_object_object_add(o, "max_tries", json_object_new_int64(store_col_int(r, 5)));
+    add_str(o, "reason", store_col_text(r, 7));
+    add_time(o, "start", store_col_int(r, 8));
+    add_time(o, "end", store_col_int(r, 9));
+    json_object_array_add(c->arr, o);
+    /* Tries are added after the walk: one statement at a time. */
+    json_object_object_add(o, "_pk", json_object_new_int64(store_col_int(r, 0)));
+    return 0;
+}
+
+static void add_tries(struct store *st, struct json_object *tis)
+{
+    for (size_t i = 0; i < json_object_array_length(tis); i++) {
+        struct json_object *o = json_object_array_get_idx(tis, i);
+        int64_t pk = json_object_get_int64(json_object_object_get(o, "_pk"));
+        json_object_object_del(o, "_pk");
+        struct tries_ctx t = { .arr = json_object_new_array() };
+        store_exec(st, Q_try_list, try_row, &t, NULL, "i", pk);
+        json_object_object_add(o, "tries", t.arr);
+    }
+}
+
+static int find_run(struct engine *e, const char *dag, const char *sel, int64_t *pk,
+                    struct api_response *rs)
+{
+    struct kiln_err err = { 0 };
+    int rc = cmd_find_run(engine_store(e), dag, sel, pk, &err);
+    if (rc < 0)
+        set_error(rs, status_of(rc), err.msg);
+    return rc;
+}
+
+static void get_run(struct engine *e, const char *dag, const char *sel, struct api_response *rs)
+{
+    int64_t pk;
+    if (find_run(e, dag, sel, &pk, rs) < 0)
+        return;
+    struct store *st = engine_store(e);
+    struct json_object *arr = json_object_new_array();
+    store_exec(st, Q_run_get, run_obj_row, arr, NULL, "i", pk);
+    struct json_object *run = json_object_get(json_object_array_get_idx(arr, 0));
+    json_object_put(arr);
+    if (!run)
+        return set_error(rs, 404, "no such run");
+    struct ti_ctx c = { st, json_object_new_array() };
+    store_exec(st, Q_ti_list, ti_row, &c, NULL, "i", pk);
+    add_tries(st, c.arr);
+    json_object_object_add(run, "tasks", c.arr);
+    set_json(rs, 200, run);
+}
+
+static int ti_one(struct engine *e, const char *dag, const char *sel, const char *task,
+                  struct json_object **out, int64_t *ti_pk, struct api_response *rs)
+{
+    int64_t pk;
+    if (find_run(e, dag, sel, &pk, rs) < 0)
+        return -1;
+    struct ti_ctx c = { engine_store(e), json_object_new_array() };
+    store_exec(c.st, Q_ti_get, ti_row, &c, NULL, "is", pk, task);
+    if (json_object_array_length(c.arr) == 0) {
+        json_object_put(c.arr);
+        char msg[400];
+        snprintf(msg, sizeof msg, "run %s of DAG '%s' has no task '%s'", sel, dag, task);
+        set_error(rs, 404, msg);
+        return -1;
+    }
+    *out = json_object_get(json_object_array_get_idx(c.arr, 0));
+    *ti_pk = json_object_get_int64(json_object_object_get(*out, "_pk"));
+    json_object_put(c.arr);
+    return 0;
+}
+
+static void get_task(struct engine *e, const char *dag, const char *sel, const char *task,
+                     struct api_response *rs)
+{
+    struct json_object *o;
+    int64_t pk;
+    if (ti_one(e, dag, sel, task, &o, &pk, rs) < 0)
+        return;
+    struct json_object *arr = json_object_new_array();
+    json_object_array_add(arr, o);
+    add_tries(engine_store(e), arr);
+    json_object_get(o);
+    json_object_put(arr);
+    set_json(rs, 200, o);
+}
+
+/* "bytes=A-B" or "bytes=A-" (one range); -1 when malformed. */
+static int parse_range(const char *s, size_t n, int64_t *from, int64_t *to)
+{
+    char b[64];
+    if (n >= sizeof b)
+        return -1;
+    memcpy(b, s, n);
+    b[n] = '\0';
+    if (strncmp(b, "bytes=", 6) != 0)
+        return -1;
+    char *p = b + 6, *e;
+    if (*p < '0' || *p > '9')
+        return -1;
+    long long a = strtoll(p, &e, 10);
+    if (*e != '-')
+        return -1;
+    p = e + 1;
+    *from = a;
+    *to = -1;
+    if (*p) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        long long z = strtoll(p, &e, 10);
+        if (*e || z < a)
+            return -1;
+        *to = z;
+    }
+    return 0;
+}
+
+static void get_log(struct engine *e, const char *dag, const char *sel, const char *task,
+                    const char *trynum, const struct api_request *rq, struct api_response *rs)
+{
+    char *end;
+    long long n = strtoll(trynum, &end, 10);
+    if (*end || n < 1 || n > 100000)
+        return set_error(rs, 400, "the try number must be a positive number");
+    struct json_object *o;
+    int64_t pk;
+    if (ti_one(e, dag, sel, task, &o, &pk, rs) < 0)
+        return;
+    json_object_put(o);
+    /* The log's path comes from the tries table only, never from the URL. */
+    struct tries_ctx t = { .want = (int)n };
+    store_exec(engine_store(e), Q_try_list, try_row, &t, NULL, "i", pk);
+    if (!t.log_path)
+        return set_error(rs, 404, "the task has no such try");
+    int fd = open(t.log_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    free(t.log_path);
+    if (fd < 0)
+        return set_error(rs, 404, "the try has no log yet");
+    struct stat sb;
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return set_error(rs, 500, "the log is not a regular file");
+    }
+    int64_t size = sb.st_size, from = 0, to = -1, lim;
+    bool partial = false;
+    if (rq->range) {
+        if (parse_range(rq->range, rq->range_len, &from, &to) < 0) {
+            close(fd);
+            return set_error(rs, 400, "Range must be bytes=FROM-[TO]");
+        }
+        partial = true;
+    } else {
+        if (query_int(rq, "offset", 0, &from) < 0 || query_int(rq, "limit", -1, &lim) < 0) {
+            close(fd);
+            return set_error(rs, 400, "offset and limit must be non-negative numbers");
+        }
+        if (lim >= 0)
+            to = lim == 0 ? from - 1 : from + lim - 1;
+        partial = from > 0 || lim >= 0;
+    }
+    if (partial && (from > size || (rq->range && from >= size && size > 0))) {
+        close(fd);
+        snprintf(rs->content_range, sizeof rs->content_range, "bytes */%" PRId64, size);
+        return set_error(rs, 416, "the range starts past the end of the log");
+    }
+    if (to < 0 || to >= size)
+        to = size - 1;
+    if (to - from + 1 > LOG_CHUNK_MAX) {
+        to = from + LOG_CHUNK_MAX - 1;
+        partial = true;
+    }
+    int64_t want = to >= from ? to - from + 1 : 0;
+    char *buf = xmalloc((size_t)want + 1);
+    int64_t got = 0;
+    while (got < want) {
+        ssize_t k = pread(fd, buf + got, (size_t)(want - got), (off_t)(from + got));
+        if (k <= 0)
+            break;
+        got += k;
+    }
+    close(fd);
+    rs->status = partial ? 206 : 200;
+    rs->content_type = "text/plain; charset=utf-8";
+    rs->accept_ranges = true;
+    if (partial && got > 0)
+        snprintf(rs->content_range, sizeof rs->content_range,
+                 "bytes %" PRId64 "-%" PRId64 "/%" PRId64, from, from + got - 1, size);
+    else if (partial)
+        snprintf(rs->content_range, sizeof rs->content_range, "bytes */%" PRId64, size);
+    sbuf_add(&rs->body, buf, (size_t)got);
+    free(buf);
+}
+
+/* --- mutations ------------------------------------------------------------ */
+
+/* The body as a JSON object ({} when empty); NULL after an error. */
+static struct json_object *parse_body(const struct api_request *rq, struct api_response *rs)
+{
+    if (rq->body_len == 0)
+        return json_object_new_object();
+    struct json_tokener *tok = json_tokener_new();
+    struct json_object *o = json_tokener_parse_ex(tok, rq->body, (int)rq->body_len);
+    bool ok = o && json_tokener_get_error(tok) == json_tokener_success &&
+              json_object_is_type(o, json_type_object);
+    json_tokener_free(tok);
+    if (!ok) {
+        json_object_put(o);
+        set_error(rs, 400, "the body must be a JSON object");
+        return NULL;
+    }
+    return o;
+}
+
+/* Refuses keys outside allowed (NULL-terminated). */
+static int check_keys(struct json_object *b, const char *const *allowed, struct api_response *rs)
+{
+    json_object_object_foreach(b, key, val) {
+        (void)val;
+        bool found = false;
+        for (size_t i = 0; allowed[i]; i++)
+            found |= strcmp(key, allowed[i]) == 0;
+        if (!found) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "unknown field '%.200s'", key);
+            set_error(rs, 400, msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void apply(struct engine *e, const struct api_request *rq, struct json_object *cmd,
+                  int ok_status, struct api_response *rs)
+{
+    const char *body = json_object_to_json_string_ext(cmd, JSON_C_TO_STRING_PLAIN);
+    char *result = NULL;
+    struct kiln_err err = { 0 };
+    int rc = engine_apply(e, rq->actor, body, &result, &err);
+    json_object_put(cmd);
+    if (rc < 0) {
+        set_error(rs, status_of(rc), err.msg[0] ? err.msg : "the command failed");
+        return;
+    }
+    rs->status = ok_status;
+    rs->content_type = "application/json";
+    sbuf_adds(&rs->body, result ? result : "{}");
+    sbuf_adds(&rs->body, "\n");
+    free(result);
+}
+
+static struct json_object *cmd_new(const char *op, const char *dag, const char *run)
+{
+    struct json_object *c = json_object_new_object();
+    json_object_object_add(c, "op", json_object_new_string(op));
+    json_object_object_add(c, "dag", json_object_new_string(dag));
+    if (run)
+        json_object_object_add(c, "run", json_object_new_string(run));
+    return c;
+}
+
+static void copy_field(struct json_object *to, struct json_object *from, const char *k)
+{
+    struct json_object *v;
+    if (json_object_object_get_ex(from, k, &v))
+        json_object_object_add(to, k, json_object_get(v));
+}
+
+static void post(struct engine *e, const struct api_request *rq, char **seg, size_t n,
+                 struct api_response *rs)
+{
+    struct json_object *b = parse_body(rq, rs);
+    if (!b)
+        return;
+    const char *dag = seg[1];
+    struct json_object *cmd = NULL, *v;
+    int ok_status = 200;
+    if (n == 3 && (strcmp(seg[2], "pause") == 0 || strcmp(seg[2], "unpause") == 0)) {
+        static const char *const none[] = { NULL };
+        if (check_keys(b, none, rs) == 0)
+            cmd = cmd_new(seg[2], dag, NULL);
+    } else if (n == 3 && strcmp(seg[2], "runs") == 0) {
+        static const char *const keys[] = { "params", "run_id", NULL };
+        if (check_keys(b, keys, rs) < 0)
+            goto out;
+        if (json_object_object_get_ex(b, "params", &v) && !json_object_is_type(v, json_type_object)) {
+            set_error(rs, 400, "params must be a JSON object");
+            goto out;
+        }
+        if (json_object_object_get_ex(b, "run_id", &v) &&
+            (!json_object_is_type(v, json_type_string) ||
+             !seg_valid(json_object_get_string(v), strlen(json_object_get_string(v))))) {
+            set_error(rs, 400, "run_id must be a string of letters, digits and _ - . : +");
+            goto out;
+        }
+        cmd = cmd_new("trigger", dag, NULL);
+        copy_field(cmd, b, "params");
+        copy_field(cmd, b, "run_id");
+        ok_status = 201;
+    } else if (n == 5 && strcmp(seg[2], "runs") == 0 && strcmp(seg[4], "cancel") == 0) {
+        static const char *const none[] = { NULL };
+        if (check_keys(b, none, rs) == 0)
+            cmd = cmd_new("cancel", dag, seg[3]);
+    } else if (n == 5 && strcmp(seg[2], "runs") == 0 && strcmp(seg[4], "clear") == 0) {
+        static const char *const keys[] = { "tasks", "downstream", NULL };
+        if (check_keys(b, keys, rs) < 0)
+            goto out;
+        struct json_object *t;
+        if (!json_object_object_get_ex(b, "tasks", &t) || !json_object_is_type(t, json_type_array) ||
+            json_object_array_length(t) == 0) {
+            set_error(rs, 400, "tasks must be a non-empty array of task ids");
+            goto out;
+        }
+        for (size_t i = 0; i < json_object_array_length(t); i++)
+            if (!json_object_is_type(json_object_array_get_idx(t, i), json_type_string)) {
+                set_error(rs, 400, "tasks must be a non-empty array of task ids");
+                goto out;
+            }
+        if (json_object_object_get_ex(b, "downstream", &v) &&
+            !json_object_is_type(v, json_type_boolean)) {
+            set_error(rs, 400, "downstream must be true or false");
+            goto out;
+        }
+        cmd = cmd_new("clear", dag, seg[3]);
+        copy_field(cmd, b, "tasks");
+        json_object_object_add(cmd, "downstream",
+                               json_object_new_boolean(json_object_object_get_ex(b, "downstream", &v) &&
+                                                       json_object_get_boolean(v)));
+    } else if (n == 7 && strcmp(seg[2], "runs") == 0 && strcmp(seg[4], "tasks") == 0 &&
+               strcmp(seg[6], "mark") == 0) {
+        static const char *const keys[] = { "state", NULL };
+        if (check_keys(b, keys, rs) < 0)
+            goto out;
+        if (!json_object_object_get_ex(b, "state", &v) || !json_object_is_type(v, json_type_string)) {
+            set_error(rs, 400, "state must be success, failed or skipped");
+            goto out;
+        }
+        cmd = cmd_new("mark", dag, seg[3]);
+        json_object_object_add(cmd, "task", json_object_new_string(seg[5]));
+        copy_field(cmd, b, "state");
+    } else {
+        set_error(rs, 404, "no such endpoint");
+        goto out;
+    }
+    if (cmd)
+        apply(e, rq, cmd, ok_status, rs);
+out:
+    json_object_put(b);
+}
+
+/* --- routing -------------------------------------------------------------- */
+
+void api_handle(struct engine *e, const struct api_request *rq, struct api_response *rs)
+{
+    /* Split "/a/b/c" into segments. */
+    char *seg[MAX_SEGS];
+    size_t n = 0;
+    char *copy = xstrndup(rq->path, rq->path_len);
+    char *p = copy;
+    bool bad = false;
+    while (*p == '/')
+        p++;
+    while (*p) {
+        char *s = p;
+        while (*p && *p != '/')
+            p++;
+        size_t len = (size_t)(p - s);
+        if (*p)
+            *p++ = '\0';
+        if (n == MAX_SEGS || !seg_valid(s, len)) {
+            bad = true;
+            break;
+        }
+        seg[n++] = s;
+    }
+    bool get = strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "HEAD") == 0;
+    bool postm = strcmp(rq->method, "POST") == 0;
+    if (bad) {
+        set_error(rs, 400, "invalid path");
+    } else if (!get && !postm) {
+        set_error(rs, 405, "method not allowed");
+    } else if (n == 0 || strcmp(seg[0], "dags") != 0) {
+        set_error(rs, 404, "no such endpoint");
+    } else if (n == 1) {
+        if (get)
+            get_dags(e, rs);
+        else
+            set_error(rs, 405, "method not allowed");
+    } else if (get && n == 2) {
+        struct json_object *o = dag_obj(e, seg[1]);
+        if (!o) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "no DAG '%s'", seg[1]);
+            set_error(rs, 404, msg);
+        } else {
+            struct json_object *arr = json_object_new_array();
+            store_exec(engine_store(e), Q_version_list, version_row, arr, NULL, "s", seg[1]);
+            json_object_object_add(o, "versions", arr);
+            set_json(rs, 200, o);
+        }
+    } else if (get && n == 3 && strcmp(seg[2], "versions") == 0) {
+        get_versions(e, seg[1], rs);
+    } else if (get && n == 5 && strcmp(seg[2], "versions") == 0 && strcmp(seg[4], "source") == 0) {
+        get_source(e, seg[1], seg[3], rs);
+    } else if (get && n == 3 && strcmp(seg[2], "runs") == 0) {
+        get_runs(e, seg[1], rq, rs);
+    } else if (get && n == 4 && strcmp(seg[2], "runs") == 0) {
+        get_run(e, seg[1], seg[3], rs);
+    } else if (get && n == 6 && strcmp(seg[2], "runs") == 0 && strcmp(seg[4], "tasks") == 0) {
+        get_task(e, seg[1], seg[3], seg[5], rs);
+    } else if (get && n == 9 && strcmp(seg[2], "runs") == 0 && strcmp(seg[4], "tasks") == 0 &&
+               strcmp(seg[6], "tries") == 0 && strcmp(seg[8], "log") == 0) {
+        get_log(e, seg[1], seg[3], seg[5], seg[7], rq, rs);
+    } else if (postm) {
+        post(e, rq, seg, n, rs);
+    } else {
+        set_error(rs, 404, "no such endpoint");
+    }
+    free(copy);
+}

@@ -1,0 +1,39 @@
+/* api: the JSON API under /api/v1 (see docs/api.md).  Transport-free: http.c
+ * parses the request, checks the token and hands it here; mutations go
+ * through engine_apply() (cmd_apply on the daemon's live scheduler, audit
+ * log with the actor, commit). */
+#ifndef KILN_API_H
+#define KILN_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util.h"
+
+struct engine;
+
+struct api_request {
+    const char *method;
+    const char *path;           /* without the query; not NUL-terminated */
+    size_t path_len;
+    const char *query;          /* after '?', or NULL */
+    size_t query_len;
+    const char *body;
+    size_t body_len;
+    const char *range;          /* Range header value, or NULL */
+    size_t range_len;
+    const char *actor;          /* for the audit log */
+};
+
+struct api_response {
+    int status;
+    const char *content_type;   /* static string */
+    struct sbuf body;
+    char content_range[96];     /* set for a 206 or a 416 */
+    bool accept_ranges;
+};
+
+bool api_is_mutation(const char *method);
+void api_handle(struct engine *e, const struct api_request *rq, struct api_response *rs);
+
+#endif
