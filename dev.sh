@@ -11,7 +11,7 @@ top=$(pwd)
 PACKAGES="build-essential autoconf automake libtool pkg-config
           libsqlite3-dev libuv1-dev libyaml-dev libjson-c-dev liblua5.4-dev libssl-dev libh2o-dev curl
           libcurl4-openssl-dev libcmocka-dev libcsv-dev python3-pandas sqlite3 procps util-linux python3 tzdata git
-          python3-sklearn python3-numpy"
+          python3-sklearn python3-numpy chromium nodejs"
 
 install_missing() {
     missing=""

@@ -35,6 +35,36 @@ static int self_exe(char *buf, size_t n)
     return 0;
 }
 
+/* Task programs (kiln-clean, kiln-train, kiln-eval, kiln-deploy, kiln-serve)
+ * are found on the PATH that tasks inherit: put the build tree's
+ * DIR/tasks/{clean,train,deploy,serve} and DIR itself (where `make install`
+ * puts them next to kiln), DIR being the kiln binary's folder, in front of
+ * it, so that a DAG's [kiln-train, ...] runs the programs of this build. */
+static void prepend_task_path(const char *exe)
+{
+    static const char *const sub[] = { "/tasks/clean", "/tasks/train", "/tasks/deploy",
+                                       "/tasks/serve", "" };
+    const char *slash = strrchr(exe, '/'), *old = getenv("PATH");
+    if (!slash || slash == exe)
+        return;
+    size_t dl = (size_t)(slash - exe), n = (old ? strlen(old) : 32) + 1;
+    for (size_t i = 0; i < sizeof sub / sizeof *sub; i++)
+        n += dl + strlen(sub[i]) + 1;
+    char *path = malloc(n), *p = path;
+    if (!path)
+        return;
+    for (size_t i = 0; i < sizeof sub / sizeof *sub; i++) {
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%.*s%s", (int)dl, exe, sub[i]);
+        if (i + 1 < sizeof sub / sizeof *sub && access(dir, X_OK) != 0)
+            continue;
+        p += sprintf(p, "%s:", dir);
+    }
+    strcpy(p, old ? old : "/usr/local/bin:/usr/bin:/bin");
+    setenv("PATH", path, 1);
+    free(path);
+}
+
 /* Global options may come before the command (kiln --home X runs list):
  * move the command word to argv[1]. */
 static void hoist_command(int argc, char **argv)
@@ -92,6 +122,7 @@ int main(int argc, char **argv)
     struct cli c = { 0 };
     char exe[4096];
     c.self_exe = self_exe(exe, sizeof exe) == 0 ? exe : argv[0];
+    prepend_task_path(c.self_exe);
     int code = cli_init(&c, argc - 2, argv + 2);
     if (code) {
         cli_free(&c);

@@ -1181,6 +1181,7 @@ static void do_start(struct sched *s, struct sti *ti)
         /* A template that cannot be rendered fails the try before anything
          * runs, the way a spawn failure does, so the retry rules apply. */
         struct exec_result res = { .try_id = ti->try_pk, .spawn_failed = true };
+        s->stats.executor_errors++;
         snprintf(res.reason, sizeof res.reason, "%s", why);
         spec_cleanup(&b);
         on_done(s, &res);
@@ -1491,6 +1492,7 @@ static void adopt_ti(struct sched *s, struct sti *ti)
     if (!ex) {
         LOG_W("task %s: executor for its try is not available; failing it", t->id);
         ti->try_pk = 0;
+        s->stats.executor_errors++;
         fail_now(s, ti, "its executor is not available in this daemon");
         goto out;
     }

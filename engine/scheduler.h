@@ -96,6 +96,7 @@ struct sched_stats {
     uint64_t tries_started;
     int running;                 /* tries in flight now */
     int max_running;             /* highest seen */
+    uint64_t executor_errors;    /* tries an executor refused or could not run */
 };
 void sched_get_stats(const struct sched *s, struct sched_stats *out);
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "dagdir.h"
 #include "engine.h"
 #include "state.h"
 #include "store.h"
@@ -107,6 +108,11 @@ static int query_get(const struct api_request *rq, const char *name, char *buf, 
         q = amp ? amp + 1 : end;
     }
     return 0;
+}
+
+int api_query_get(const struct api_request *rq, const char *name, char *buf, size_t n)
+{
+    return query_get(rq, name, buf, n);
 }
 
 /* A non-negative integer query parameter; -1 when malformed. */
@@ -538,6 +544,297 @@ static void get_log(struct engine *e, const char *dag, const char *sel, const ch
     free(buf);
 }
 
+
+/* --- the web UI's reads ----------------------------------------------------- */
+
+#define GRID_RUNS_DEFAULT 25
+#define GRID_RUNS_MAX 200
+
+/* One column per task id: the newest run's order first, then ids seen only
+ * in older runs.  Lookups by (task_index, id) hit at once when the versions
+ * agree; otherwise a sorted index is searched. */
+struct grid_col {
+    char *id;
+    size_t col;
+};
+
+struct grid_run {
+    int64_t pk;
+    char *cells;        /* one state code per column, '-' when absent */
+};
+
+struct grid_ctx {
+    struct grid_run *runs;
+    size_t n_runs;
+    char **rows_id;     /* rows as read: run_pk order; kept to build columns */
+    int64_t *rows_pk;
+    int *rows_idx;
+    unsigned char *rows_state;
+    size_t n_rows, cap_rows;
+};
+
+static int grid_row(void *arg, struct store_row *r)
+{
+    struct grid_ctx *g = arg;
+    if (g->n_rows == g->cap_rows) {
+        g->cap_rows = g->cap_rows ? 2 * g->cap_rows : 1024;
+        g->rows_id = xrealloc(g->rows_id, g->cap_rows * sizeof *g->rows_id);
+        g->rows_pk = xrealloc(g->rows_pk, g->cap_rows * sizeof *g->rows_pk);
+        g->rows_idx = xrealloc(g->rows_idx, g->cap_rows * sizeof *g->rows_idx);
+        g->rows_state = xrealloc(g->rows_state, g->cap_rows);
+    }
+    size_t i = g->n_rows++;
+    g->rows_pk[i] = store_col_int(r, 0);
+    g->rows_idx[i] = (int)store_col_int(r, 1);
+    g->rows_id[i] = xstrdup(store_col_text(r, 2) ? store_col_text(r, 2) : "");
+    int st = ti_state_parse(store_col_text(r, 3) ? store_col_text(r, 3) : "");
+    g->rows_state[i] = (unsigned char)(st < 0 ? '-' : 'a' + st);
+    return 0;
+}
+
+static int grid_col_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct grid_col *)a)->id, ((const struct grid_col *)b)->id);
+}
+
+static void get_grid(struct engine *e, const char *dag, const struct api_request *rq,
+                     struct api_response *rs)
+{
+    int64_t nruns;
+    if (query_int(rq, "runs", GRID_RUNS_DEFAULT, &nruns) < 0 || nruns < 1 ||
+        nruns > GRID_RUNS_MAX)
+        return set_error(rs, 400, "runs must be a number from 1 to 200");
+    struct store *st = engine_store(e);
+    struct json_object *runs = json_object_new_array();
+    store_exec(st, Q_run_page, run_obj_row, runs, NULL, "ssoi", dag, NULL, (int64_t)0, nruns);
+    struct grid_ctx g = { 0 };
+    store_exec(st, Q_ui_grid, grid_row, &g, NULL, "si", dag, nruns);
+    /* Columns: the newest run's tasks in DAG order. */
+    size_t nr = json_object_array_length(runs);
+    int64_t newest = nr ? json_object_get_int64(json_object_object_get(
+                              json_object_array_get_idx(runs, 0), "number")) : 0;
+    struct grid_col *cols = NULL, *sorted = NULL;
+    size_t ncols = 0, cap = 0;
+    for (size_t i = 0; i < g.n_rows; i++) {
+        if (g.rows_pk[i] != newest)
+            continue;
+        if (ncols == cap) {
+            cap = cap ? 2 * cap : 256;
+            cols = xrealloc(cols, cap * sizeof *cols);
+        }
+        cols[ncols].id = g.rows_id[i];
+        cols[ncols].col = ncols;
+        ncols++;
+    }
+    size_t nsorted = ncols;
+    sorted = xmalloc((ncols + 1) * sizeof *sorted);
+    memcpy(sorted, cols, ncols * sizeof *sorted);
+    qsort(sorted, nsorted, sizeof *sorted, grid_col_cmp);
+    /* Column of each row. */
+    size_t *colof = xmalloc((g.n_rows + 1) * sizeof *colof);
+    for (size_t i = 0; i < g.n_rows; i++) {
+        int ix = g.rows_idx[i];
+        if (ix >= 0 && (size_t)ix < ncols && strcmp(cols[ix].id, g.rows_id[i]) == 0) {
+            colof[i] = (size_t)ix;
+            continue;
+        }
+        struct grid_col key = { g.rows_id[i], 0 };
+        struct grid_col *hit = bsearch(&key, sorted, nsorted, sizeof *sorted, grid_col_cmp);
+        if (!hit) {
+            /* A task only older runs had: linear over the few extra columns. */
+            size_t c = nsorted;
+            for (size_t k = nsorted; k < ncols; k++)
+                if (strcmp(cols[k].id, g.rows_id[i]) == 0)
+                    c = k;
+            if (c == nsorted || c >= ncols) {
+                if (ncols == cap) {
+                    cap = cap ? 2 * cap : 256;
+                    cols = xrealloc(cols, cap * sizeof *cols);
+                }
+                cols[ncols].id = g.rows_id[i];
+                cols[ncols].col = ncols;
+                c = ncols++;
+            }
+            colof[i] = c;
+        } else {
+            colof[i] = hit->col;
+        }
+    }
+    /* Cells: runs oldest first, one string each. */
+    struct sbuf b;
+    sbuf_init(&b);
+    sbuf_adds(&b, "{\"dag\":");
+    sbuf_json_str(&b, dag);
+    sbuf_adds(&b, ",\"states\":[");
+    for (int i = 0; i < TI__COUNT; i++) {
+        if (i)
+            sbuf_adds(&b, ",");
+        sbuf_json_str(&b, ti_state_name((enum ti_state)i));
+    }
+    sbuf_adds(&b, "],\"tasks\":[");
+    for (size_t c = 0; c < ncols; c++) {
+        if (c)
+            sbuf_adds(&b, ",");
+        sbuf_json_str(&b, cols[c].id);
+    }
+    sbuf_adds(&b, "],\"runs\":[");
+    char *cells = xmalloc(ncols + 1);
+    size_t row = 0;
+    /* Rows come in run_pk order (oldest first), as the runs are listed
+     * newest first: walk the runs backwards. */
+    for (size_t k = nr; k-- > 0;) {
+        struct json_object *ro = json_object_array_get_idx(runs, k);
+        int64_t pk = json_object_get_int64(json_object_object_get(ro, "number"));
+        memset(cells, '-', ncols);
+        cells[ncols] = '\0';
+        while (row < g.n_rows && g.rows_pk[row] < pk)
+            row++;
+        for (; row < g.n_rows && g.rows_pk[row] == pk; row++)
+            cells[colof[row]] = (char)g.rows_state[row];
+        json_object_object_del(ro, "params");
+        sbuf_adds(&b, k + 1 == nr ? "" : ",");
+        const char *js = json_object_to_json_string_ext(ro, JSON_C_TO_STRING_PLAIN |
+                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
+        /* Splice "cells" into the run object. */
+        sbuf_add(&b, js, strlen(js) - 1);
+        sbuf_adds(&b, ",\"cells\":\"");
+        sbuf_add(&b, cells, ncols);
+        sbuf_adds(&b, "\"}");
+    }
+    sbuf_adds(&b, "]}\n");
+    free(cells);
+    rs->status = 200;
+    rs->content_type = "application/json";
+    sbuf_add(&rs->body, b.data, b.len);
+    sbuf_free(&b);
+    for (size_t i = 0; i < g.n_rows; i++)
+        free(g.rows_id[i]);
+    free(g.rows_id);
+    free(g.rows_pk);
+    free(g.rows_idx);
+    free(g.rows_state);
+    free(g.runs);
+    free(cols);
+    free(sorted);
+    free(colof);
+    json_object_put(runs);
+}
+
+/* The current version's tasks (with their dependencies) and params. */
+static void get_graph(struct engine *e, const char *dag, struct api_response *rs)
+{
+    struct store *st = engine_store(e);
+    struct dag_info d = { 0 };
+    if (store_exec(st, Q_dag_state, dag_state_row, &d, NULL, "s", dag) < 0 || !d.found ||
+        !d.current_version) {
+        free(d.path);
+        free(d.last_error);
+        return set_error(rs, 404, "the DAG has no loaded version");
+    }
+    struct api_response src = { .status = 0 };
+    sbuf_init(&src.body);
+    store_exec(st, Q_version_source, source_row, &src, NULL, "is", d.current_version, dag);
+    struct dag *g = NULL;
+    struct kiln_err err = { 0 };
+    int rc = src.status == 200 ? dag_load_buf(d.path ? d.path : "dag.yaml",
+                                              src.body.data ? src.body.data : "", src.body.len,
+                                              &g, &err)
+                               : -1;
+    sbuf_free(&src.body);
+    free(d.path);
+    free(d.last_error);
+    if (rc < 0 || !g) {
+        dag_free(g);
+        return set_error(rs, 500, err.msg[0] ? err.msg : "the DAG's source does not load");
+    }
+    struct json_object *o = json_object_new_object(), *tasks = json_object_new_array(),
+                       *params = json_object_new_array();
+    add_str(o, "dag", dag);
+    json_object_object_add(o, "version", json_object_new_int64(d.current_version));
+    add_str(o, "description", g->description);
+    for (size_t i = 0; i < g->n_tasks; i++) {
+        struct dag_task *t = &g->tasks[i];
+        struct json_object *to = json_object_new_object(), *deps = json_object_new_array();
+        add_str(to, "id", t->id);
+        for (size_t k = 0; k < t->n_deps; k++)
+            json_object_array_add(deps, json_object_new_string(t->deps[k]));
+        json_object_object_add(to, "deps", deps);
+        add_str(to, "executor", t->executor);
+        json_object_array_add(tasks, to);
+    }
+    for (size_t i = 0; i < g->n_params; i++) {
+        struct dag_param *p = &g->params[i];
+        struct json_object *po = json_object_new_object(), *vals = json_object_new_array();
+        add_str(po, "key", p->key);
+        add_str(po, "default", p->value);
+        add_str(po, "type", dag_param_type_name(p->type));
+        json_object_object_add(po, "required", json_object_new_boolean(p->required));
+        for (size_t k = 0; k < p->n_values; k++)
+            json_object_array_add(vals, json_object_new_string(p->values[k]));
+        json_object_object_add(po, "values", vals);
+        json_object_array_add(params, po);
+    }
+    json_object_object_add(o, "tasks", tasks);
+    json_object_object_add(o, "params", params);
+    dag_free(g);
+    set_json(rs, 200, o);
+}
+
+
+/* The log file behind a .../tries/N/log path, for a live tail (http.c). */
+int api_log_file(struct engine *e, const struct api_request *rq, char **path,
+                 struct api_response *rs)
+{
+    *path = NULL;
+    char *seg[MAX_SEGS];
+    size_t n = 0;
+    char *copy = xstrndup(rq->path, rq->path_len), *p = copy;
+    while (*p == '/')
+        p++;
+    while (*p && n < MAX_SEGS) {
+        char *s = p;
+        while (*p && *p != '/')
+            p++;
+        size_t len = (size_t)(p - s);
+        if (*p)
+            *p++ = '\0';
+        if (!seg_valid(s, len)) {
+            n = 0;
+            break;
+        }
+        seg[n++] = s;
+    }
+    int rc = -1;
+    if (*p || n != 9 || strcmp(seg[0], "dags") != 0 || strcmp(seg[2], "runs") != 0 ||
+        strcmp(seg[4], "tasks") != 0 || strcmp(seg[6], "tries") != 0 ||
+        strcmp(seg[8], "log") != 0) {
+        set_error(rs, 404, "no such endpoint");
+        goto out;
+    }
+    char *end;
+    long long num = strtoll(seg[7], &end, 10);
+    if (*end || num < 1 || num > 100000) {
+        set_error(rs, 400, "the try number must be a positive number");
+        goto out;
+    }
+    struct json_object *o;
+    int64_t pk;
+    if (ti_one(e, seg[1], seg[3], seg[5], &o, &pk, rs) < 0)
+        goto out;
+    json_object_put(o);
+    struct tries_ctx t = { .want = (int)num };
+    store_exec(engine_store(e), Q_try_list, try_row, &t, NULL, "i", pk);
+    if (!t.log_path) {
+        set_error(rs, 404, "the task has no such try");
+        goto out;
+    }
+    *path = t.log_path;
+    rc = 0;
+out:
+    free(copy);
+    return rc;
+}
+
 /* --- mutations ------------------------------------------------------------ */
 
 /* The body as a JSON object ({} when empty); NULL after an error. */
@@ -748,6 +1045,10 @@ void api_handle(struct engine *e, const struct api_request *rq, struct api_respo
         get_versions(e, seg[1], rs);
     } else if (get && n == 5 && strcmp(seg[2], "versions") == 0 && strcmp(seg[4], "source") == 0) {
         get_source(e, seg[1], seg[3], rs);
+    } else if (get && n == 3 && strcmp(seg[2], "grid") == 0) {
+        get_grid(e, seg[1], rq, rs);
+    } else if (get && n == 3 && strcmp(seg[2], "graph") == 0) {
+        get_graph(e, seg[1], rs);
     } else if (get && n == 3 && strcmp(seg[2], "runs") == 0) {
         get_runs(e, seg[1], rq, rs);
     } else if (get && n == 4 && strcmp(seg[2], "runs") == 0) {

@@ -34,6 +34,12 @@ struct api_response {
 };
 
 bool api_is_mutation(const char *method);
+/* For GET .../tries/N/log?follow=1: the try's log file (caller frees), or
+ * -1 with the error in rs. */
+int api_log_file(struct engine *e, const struct api_request *rq, char **path,
+                 struct api_response *rs);
+/* Query parameter NAME into buf; returns 1 when present. */
+int api_query_get(const struct api_request *rq, const char *name, char *buf, size_t n);
 void api_handle(struct engine *e, const struct api_request *rq, struct api_response *rs);
 
 #endif

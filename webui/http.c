@@ -13,6 +13,7 @@
 #include <h2o.h>
 
 #include "api.h"
+#include "static_gen.h"
 #include "engine.h"
 #include "log.h"
 #include "util.h"
@@ -20,6 +21,33 @@
 #define HTTP_MAX_BODY (1024 * 1024)
 #define HTTP_REQ_TIMEOUT_MS 10000
 #define HTTP_MAX_CONNS 256
+#define SSE_MAX_PENDING (1024 * 1024)  /* a slower client is dropped */
+#define TICK_MS 1000                   /* loop-lag probe; a heartbeat every 15 */
+#define TAIL_MS 250                    /* log tails read what was appended */
+#define TAIL_CHUNK 65536
+
+/* A server-sent-events stream: the state events, or one log's tail. */
+struct sse {
+    h2o_generator_t gen;
+    h2o_req_t *req;
+    struct http_server *s;
+    struct sse *prev, *next;
+    struct sbuf pending, inflight;
+    bool sending, want_final;
+    char *log_path;
+    int64_t off;
+    uv_timer_t *timer;
+};
+
+/* A task instance running now, for the duration histogram. */
+struct running_ti {
+    int64_t run_pk;
+    int task_index;
+    int64_t since_us;
+};
+
+static const double duration_buckets[] = { 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600 };
+#define N_BUCKETS (sizeof duration_buckets / sizeof duration_buckets[0])
 
 struct http_server {
     uv_loop_t *loop;
@@ -32,6 +60,17 @@ struct http_server {
     int conns;
     char *token;
     bool reads_need_auth;
+    struct sse *streams;
+    int n_streams;
+    uv_timer_t tick;
+    bool tick_live;
+    int64_t tick_at_us, ticks;
+    double loop_lag_s;
+    struct running_ti *running;
+    size_t n_running, cap_running;
+    uint64_t dur_counts[N_BUCKETS + 1];
+    double dur_sum;
+    uint64_t dur_n;
 };
 
 struct http_handler {
@@ -179,6 +218,332 @@ static bool authorized(struct http_server *s, h2o_req_t *req)
     return http_token_equal(s->token, v.base + sizeof pfx - 1, v.len - (sizeof pfx - 1));
 }
 
+/* --- server-sent events ---------------------------------------------------- */
+
+static void sse_free(struct sse *c);
+
+static void sse_unlink(struct sse *c)
+{
+    struct http_server *s = c->s;
+    if (!s)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->streams = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    s->n_streams--;
+    c->s = NULL;
+}
+
+static void on_tail_timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void sse_free(struct sse *c)
+{
+    sse_unlink(c);
+    if (c->timer) {
+        uv_timer_stop(c->timer);
+        uv_close((uv_handle_t *)c->timer, on_tail_timer_closed);
+    }
+    sbuf_free(&c->pending);
+    sbuf_free(&c->inflight);
+    free(c->log_path);
+    free(c);
+}
+
+static void sse_flush(struct sse *c)
+{
+    if (c->sending)
+        return;
+    if (c->want_final) {
+        h2o_req_t *req = c->req;
+        sse_free(c);
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        return;
+    }
+    if (c->pending.len == 0)
+        return;
+    struct sbuf t = c->inflight;
+    c->inflight = c->pending;
+    c->pending = t;
+    c->pending.len = 0;
+    h2o_iovec_t b = h2o_iovec_init(c->inflight.data, c->inflight.len);
+    c->sending = true;
+    h2o_send(c->req, &b, 1, H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void sse_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    struct sse *c = (struct sse *)g;
+    c->sending = false;
+    c->inflight.len = 0;
+    sse_flush(c);
+}
+
+/* The client went away. */
+static void sse_stop(h2o_generator_t *g, h2o_req_t *req)
+{
+    sse_free((struct sse *)g);
+}
+
+static void sse_finish(struct sse *c)
+{
+    c->want_final = true;
+    c->pending.len = 0;
+    sse_flush(c);
+}
+
+static void sse_push(struct sse *c, const char *data, size_t len)
+{
+    if (c->want_final)
+        return;
+    if (c->pending.len + len > SSE_MAX_PENDING) {
+        LOG_W("HTTP: dropping a slow event-stream client");
+        sse_finish(c);
+        return;
+    }
+    sbuf_add(&c->pending, data, len);
+    sse_flush(c);
+}
+
+static struct sse *sse_open(struct http_server *s, h2o_req_t *req)
+{
+    struct sse *c = xcalloc(1, sizeof *c);
+    c->gen.proceed = sse_proceed;
+    c->gen.stop = sse_stop;
+    c->req = req;
+    c->s = s;
+    sbuf_init(&c->pending);
+    sbuf_init(&c->inflight);
+    c->next = s->streams;
+    if (s->streams)
+        s->streams->prev = c;
+    s->streams = c;
+    s->n_streams++;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/event-stream; charset=utf-8");
+    add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    add_header_by_name(req, "x-content-type-options", "nosniff");
+    add_header_by_name(req, "x-accel-buffering", "no");
+    h2o_start_response(req, &c->gen);
+    /* The retry hint, and something for the client to read at once. */
+    sse_push(c, "retry: 2000\n: hello\n\n", 21);
+    return c;
+}
+
+/* Reads what was appended to the log since the last look. */
+static void tail_read(struct sse *c)
+{
+    int fd = open(c->log_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return;
+    char *buf = xmalloc(TAIL_CHUNK);
+    for (int rounds = 0; rounds < 16 && c->pending.len < SSE_MAX_PENDING / 2; rounds++) {
+        ssize_t k = pread(fd, buf, TAIL_CHUNK - 1, (off_t)c->off);
+        if (k <= 0)
+            break;
+        buf[k] = '\0';
+        c->off += k;
+        struct sbuf ev;
+        sbuf_init(&ev);
+        sbuf_adds(&ev, "event: log\ndata: ");
+        /* A JSON string per chunk: any bytes, one data line. */
+        for (ssize_t i = 0; i < k; i++)
+            if (buf[i] == '\0')
+                buf[i] = ' ';
+        sbuf_json_str(&ev, buf);
+        sbuf_adds(&ev, "\n\n");
+        sse_push(c, ev.data, ev.len);
+        sbuf_free(&ev);
+        if (k < TAIL_CHUNK - 1)
+            break;
+    }
+    free(buf);
+    close(fd);
+}
+
+static void on_tail_timer(uv_timer_t *t)
+{
+    struct sse *c = t->data;
+    if (c)
+        tail_read(c);
+}
+
+static void sched_event_json(struct sbuf *b, const struct sched_event *ev)
+{
+    sbuf_adds(b, ev->task_id ? "event: task\ndata: {\"dag\":" : "event: run\ndata: {\"dag\":");
+    sbuf_json_str(b, ev->dag_id);
+    sbuf_adds(b, ",\"run_id\":");
+    sbuf_json_str(b, ev->run_id);
+    sbuf_printf(b, ",\"run\":%lld", (long long)ev->run_pk);
+    if (ev->task_id) {
+        sbuf_adds(b, ",\"task\":");
+        sbuf_json_str(b, ev->task_id);
+        sbuf_printf(b, ",\"index\":%d,\"try\":%d", ev->task_index, ev->try_number);
+    }
+    sbuf_adds(b, ",\"state\":");
+    sbuf_json_str(b, ev->state);
+    if (ev->reason) {
+        sbuf_adds(b, ",\"reason\":");
+        sbuf_json_str(b, ev->reason);
+    }
+    sbuf_adds(b, "}\n\n");
+}
+
+static void track_duration(struct http_server *s, const struct sched_event *ev)
+{
+    if (!ev->task_id || !ev->state)
+        return;
+    size_t i;
+    for (i = 0; i < s->n_running; i++)
+        if (s->running[i].run_pk == ev->run_pk && s->running[i].task_index == ev->task_index)
+            break;
+    if (strcmp(ev->state, "running") == 0) {
+        if (i == s->n_running) {
+            if (s->n_running == s->cap_running) {
+                s->cap_running = s->cap_running ? 2 * s->cap_running : 64;
+                s->running = xrealloc(s->running, s->cap_running * sizeof *s->running);
+            }
+            s->running[s->n_running++] = (struct running_ti){ ev->run_pk, ev->task_index,
+                                                              mono_us() };
+        }
+        return;
+    }
+    if (i == s->n_running)
+        return;
+    double secs = (double)(mono_us() - s->running[i].since_us) / 1e6;
+    s->running[i] = s->running[--s->n_running];
+    size_t b = 0;
+    while (b < N_BUCKETS && secs > duration_buckets[b])
+        b++;
+    s->dur_counts[b]++;
+    s->dur_sum += secs;
+    s->dur_n++;
+}
+
+static void on_sched_event(void *arg, const struct sched_event *ev)
+{
+    struct http_server *s = arg;
+    track_duration(s, ev);
+    if (!s->streams)
+        return;
+    struct sbuf b;
+    sbuf_init(&b);
+    sched_event_json(&b, ev);
+    for (struct sse *c = s->streams, *next; c; c = next) {
+        next = c->next;
+        if (!c->log_path)
+            sse_push(c, b.data, b.len);
+    }
+    sbuf_free(&b);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct http_server *s = t->data;
+    int64_t now = mono_us();
+    int64_t lag = now - s->tick_at_us - (int64_t)TICK_MS * 1000;
+    s->loop_lag_s = lag > 0 ? (double)lag / 1e6 : 0;
+    s->tick_at_us = now;
+    if (++s->ticks % 15 == 0)
+        for (struct sse *c = s->streams, *next; c; c = next) {
+            next = c->next;
+            sse_push(c, ": ping\n\n", 8);
+        }
+}
+
+/* --- /metrics ----------------------------------------------------------------- */
+
+struct count_ctx {
+    int64_t by_state[16];
+    int kind;   /* 0: runs, 1: task instances */
+};
+
+static int count_row(void *arg, struct store_row *r)
+{
+    struct count_ctx *c = arg;
+    const char *st = store_col_text(r, 0) ? store_col_text(r, 0) : "";
+    int i = c->kind ? ti_state_parse(st) : run_state_parse(st);
+    if (i >= 0 && i < 16)
+        c->by_state[i] = store_col_int(r, 1);
+    return 0;
+}
+
+static void metrics(struct http_server *s, struct sbuf *b)
+{
+    struct store *st = engine_store(s->e);
+    struct count_ctx runs = { .kind = 0 }, tis = { .kind = 1 };
+    store_exec(st, Q_metrics_runs, count_row, &runs, NULL, "");
+    store_exec(st, Q_metrics_tis, count_row, &tis, NULL, "");
+    sbuf_adds(b, "# HELP kiln_runs Runs in the store by state.\n# TYPE kiln_runs gauge\n");
+    for (int i = 0; i < RUN__COUNT; i++)
+        sbuf_printf(b, "kiln_runs{state=\"%s\"} %lld\n", run_state_name((enum run_state)i),
+                    (long long)runs.by_state[i]);
+    sbuf_adds(b, "# HELP kiln_task_instances Task instances in the store by state.\n"
+                 "# TYPE kiln_task_instances gauge\n");
+    for (int i = 0; i < TI__COUNT; i++)
+        sbuf_printf(b, "kiln_task_instances{state=\"%s\"} %lld\n",
+                    ti_state_name((enum ti_state)i), (long long)tis.by_state[i]);
+    sbuf_printf(b, "# HELP kiln_queue_depth Task instances waiting for a slot or an executor.\n"
+                   "# TYPE kiln_queue_depth gauge\nkiln_queue_depth %lld\n",
+                (long long)(tis.by_state[TI_SCHEDULED] + tis.by_state[TI_QUEUED]));
+    sbuf_printf(b, "# HELP kiln_loop_lag_seconds How late the event loop ran a 1 s timer.\n"
+                   "# TYPE kiln_loop_lag_seconds gauge\nkiln_loop_lag_seconds %.6f\n",
+                s->loop_lag_s);
+    struct sched_stats ss;
+    sched_get_stats(engine_sched(s->e), &ss);
+    sbuf_printf(b, "# HELP kiln_tries_running Tries in flight.\n"
+                   "# TYPE kiln_tries_running gauge\nkiln_tries_running %d\n", ss.running);
+    sbuf_printf(b, "# HELP kiln_tries_started_total Tries started since the daemon started.\n"
+                   "# TYPE kiln_tries_started_total counter\nkiln_tries_started_total %llu\n",
+                (unsigned long long)ss.tries_started);
+    sbuf_printf(b, "# HELP kiln_executor_errors_total Tries an executor refused or lacked.\n"
+                   "# TYPE kiln_executor_errors_total counter\nkiln_executor_errors_total %llu\n",
+                (unsigned long long)ss.executor_errors);
+    sbuf_printf(b, "# HELP kiln_event_streams Open server-sent-event streams.\n"
+                   "# TYPE kiln_event_streams gauge\nkiln_event_streams %d\n", s->n_streams);
+    sbuf_adds(b, "# HELP kiln_task_duration_seconds Run time of finished task tries.\n"
+                 "# TYPE kiln_task_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (size_t i = 0; i < N_BUCKETS; i++) {
+        cum += s->dur_counts[i];
+        sbuf_printf(b, "kiln_task_duration_seconds_bucket{le=\"%g\"} %llu\n", duration_buckets[i],
+                    (unsigned long long)cum);
+    }
+    sbuf_printf(b, "kiln_task_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                (unsigned long long)s->dur_n);
+    sbuf_printf(b, "kiln_task_duration_seconds_sum %.6f\n", s->dur_sum);
+    sbuf_printf(b, "kiln_task_duration_seconds_count %llu\n", (unsigned long long)s->dur_n);
+}
+
+/* --- the UI's files ------------------------------------------------------------ */
+
+static bool serve_static(h2o_req_t *req, const char *path, size_t len)
+{
+    for (const struct static_file *f = static_files; f->path; f++) {
+        if (strlen(f->path) != len || memcmp(f->path, path, len) != 0)
+            continue;
+        req->res.status = 200;
+        req->res.reason = "OK";
+        add_header(req, H2O_TOKEN_CONTENT_TYPE, f->content_type);
+        add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-cache");
+        add_header_by_name(req, "x-content-type-options", "nosniff");
+        add_header_by_name(req, "content-security-policy",
+                           "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                           "frame-ancestors 'none'");
+        add_header_by_name(req, "x-frame-options", "DENY");
+        h2o_send_inline(req, (const char *)f->data, f->len);
+        return true;
+    }
+    return false;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct http_server *s = ((struct http_handler *)self)->s;
@@ -199,6 +564,27 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         respond(req, 200, "application/json", ok, sizeof ok - 1);
         return 0;
     }
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (path.len == 8 && memcmp(path.base, "/metrics", 8) == 0) {
+        if (!get) {
+            respond_error(req, 405, "method not allowed");
+            return 0;
+        }
+        if (s->reads_need_auth && !authorized(s, req)) {
+            respond_error(req, 401, "missing or wrong token (send Authorization: Bearer TOKEN)");
+            return 0;
+        }
+        struct sbuf b;
+        sbuf_init(&b);
+        metrics(s, &b);
+        respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+        sbuf_free(&b);
+        return 0;
+    }
+    /* The UI's files need no token: they hold no data. */
+    if (get && (path.len == 1 || (path.len > 4 && memcmp(path.base, "/ui/", 4) == 0)) &&
+        serve_static(req, path.len == 1 ? "/ui/index.html" : path.base, path.len == 1 ? 14 : path.len))
+        return 0;
     if (path.len < 7 || memcmp(path.base, "/api/v1", 7) != 0 ||
         (path.len > 7 && path.base[7] != '/')) {
         respond_error(req, 404, "not found (the API is under /api/v1)");
@@ -221,6 +607,31 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (req->query_at != SIZE_MAX && req->query_at < req->path.len) {
         rq.query = req->path.base + req->query_at + 1;
         rq.query_len = req->path.len - req->query_at - 1;
+    }
+    if (get && path.len == 14 && memcmp(path.base, "/api/v1/events", 14) == 0) {
+        sse_open(s, req);
+        return 0;
+    }
+    char follow[8];
+    if (get && rq.query && api_query_get(&rq, "follow", follow, sizeof follow) &&
+        strcmp(follow, "1") == 0) {
+        char *log = NULL;
+        struct api_response ers = { .status = 500, .content_type = "application/json" };
+        sbuf_init(&ers.body);
+        if (api_log_file(s->e, &rq, &log, &ers) < 0) {
+            respond(req, ers.status, ers.content_type, ers.body.data ? ers.body.data : "",
+                    ers.body.len);
+            sbuf_free(&ers.body);
+            return 0;
+        }
+        sbuf_free(&ers.body);
+        struct sse *c = sse_open(s, req);
+        c->log_path = log;
+        c->timer = xcalloc(1, sizeof *c->timer);
+        uv_timer_init(s->loop, c->timer);
+        c->timer->data = c;
+        uv_timer_start(c->timer, on_tail_timer, 0, TAIL_MS);
+        return 0;
     }
     ssize_t ri = h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1);
     if (ri >= 0) {
@@ -336,6 +747,12 @@ int http_start(struct http_server **out, uv_loop_t *loop, const struct kiln_sett
     s->ctx_live = true;
     s->accept_ctx.ctx = &s->ctx;
     s->accept_ctx.hosts = s->config.hosts;
+    sched_set_observer(engine_sched(e), on_sched_event, s);
+    uv_timer_init(loop, &s->tick);
+    s->tick.data = s;
+    s->tick_live = true;
+    s->tick_at_us = mono_us();
+    uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
     if (created)
         fprintf(stderr, "kiln serve: API token (saved in %s/token, shown once): %s\n", cfg->home,
                 s->token);
@@ -350,6 +767,17 @@ void http_stop(struct http_server *s)
     if (!s || s->stopping)
         return;
     s->stopping = true;
+    sched_set_observer(engine_sched(s->e), NULL, NULL);
+    if (s->tick_live) {
+        s->tick_live = false;
+        uv_close((uv_handle_t *)&s->tick, NULL);
+    }
+    /* Event streams never end by themselves: end them now. */
+    while (s->streams) {
+        struct sse *c = s->streams;
+        sse_unlink(c);
+        sse_finish(c);
+    }
     uv_close((uv_handle_t *)s->listener, on_listener_closed);
     s->listener = NULL;
     h2o_context_request_shutdown(&s->ctx);
@@ -364,6 +792,7 @@ void http_free(struct http_server *s)
     /* The loop has ended, so every connection is closed. */
     dispose_ctx(s);
     h2o_config_dispose(&s->config);
+    free(s->running);
     free(s->token);
     free(s);
 }

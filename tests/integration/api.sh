@@ -182,8 +182,51 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X OPTIONS -H 'Origin: http://evil
        -H 'Access-Control-Request-Method: POST' "$BASE/api/v1/dags/quick/runs")
 is "$code" "401" "a preflight gets no grant"
 
+# --- the UI's endpoints: events (SSE), grid, graph, a log's live tail, /metrics, files
+curl -s -N --max-time 20 "$BASE/api/v1/events" > "$T/events" 2>/dev/null &
+EV_PID=$!
+sleep 0.3
+is "$(req POST /api/v1/dags/quick/runs '{"params":{"who":"sse"},"run_id":"e1"}' "$AUTH")" "201" \
+   "trigger a run while an event stream is open"
+wait_for "grep -q '\"run_id\":\"e1\".*\"state\":\"success\"' '$T/events'" 15
+ok $? "the stream carries the run's state changes"
+grep -q '^event: task' "$T/events" && grep -q '"task":"hello".*"state":"running"' "$T/events"
+ok $? "and its tasks' (event: task, JSON data)"
+curl -s -D "$T/hdr" -o /dev/null --max-time 1 "$BASE/api/v1/events"
+grep -qi '^content-type: text/event-stream' "$T/hdr"; ok $? "events are text/event-stream"
+is "$(req GET '/api/v1/dags/quick/grid?runs=25')" "200" "GET the grid"
+is "$(py "j['tasks'], len(j['runs']), j['runs'][-1]['run_id'], j['runs'][-1]['cells']")" \
+   "['hello', 'bye'] $(sql "select count(*) from runs where dag_id='quick' and id > (select max(id) from runs where dag_id='quick') - 25") e1 $(py "chr(97+j['states'].index('success'))*2")" \
+   "the grid has runs oldest first and one state code per task"
+is "$(req GET '/api/v1/dags/quick/grid?runs=0')" "400" "the grid's runs are checked"
+is "$(req GET /api/v1/dags/quick/graph)" "200" "GET the graph"
+is "$(py "[(t['id'], t['deps']) for t in j['tasks']], [(p['key'], p['default']) for p in j['params']]")" \
+   "[('hello', []), ('bye', ['hello'])] [('who', 'world')]" "it has the tasks, their deps and the params"
+curl -s -N --max-time 2 "$BASE/api/v1/dags/quick/runs/e1/tasks/hello/tries/1/log?follow=1" > "$T/tail" 2>/dev/null
+grep -q '^event: log' "$T/tail" && grep -q 'hello sse' "$T/tail"; ok $? "a log's tail comes as events"
+is "$(req GET '/api/v1/dags/quick/runs/e1/tasks/hello/tries/9/log?follow=1')" "404" \
+   "a tail of a missing try is 404"
+is "$(req GET /metrics)" "200" "GET /metrics"
+for m in 'kiln_runs{state="success"}' 'kiln_task_instances{state="success"}' kiln_loop_lag_seconds \
+         'kiln_task_duration_seconds_bucket{le="+Inf"}' kiln_queue_depth kiln_executor_errors_total; do
+    grep -q "^$m " "$T/body"; ok $? "/metrics has $m"
+done
+is "$(grep '^kiln_runs{state="success"}' "$T/body" | cut -d' ' -f2)" \
+   "$(sql "select count(*) from runs where state='success'")" "/metrics counts runs by state"
+is "$(req GET /)" "200" "GET / serves the UI"
+grep -q '<script src="/ui/app.js">' "$T/body"; ok $? "the page loads app.js"
+curl -s -D "$T/hdr" -o /dev/null "$BASE/ui/app.js"
+grep -qi '^content-type: text/javascript' "$T/hdr"; ok $? "app.js is text/javascript"
+is "$(req GET /ui/nosuch.js)" "404" "an unknown UI file is 404"
+# A stop with an event stream open still ends at once.
+curl -s -N --max-time 30 "$BASE/api/v1/events" > /dev/null 2>&1 &
+EV2_PID=$!
+sleep 0.3
 # --- graceful stop; port 0 disables HTTP; a non-loopback bind needs the token for reads
+t0=$(date +%s)
 stop_daemon
+is "$(( $(date +%s) - t0 < 5 ))" "1" "a stop does not wait for open event streams"
+wait "$EV2_PID" 2>/dev/null; wait "$EV_PID" 2>/dev/null
 curl -s "$BASE/healthz" > /dev/null 2>&1; is "$?" "7" "the port is closed after a stop"
 P=$KILN_PORT; KILN_PORT=0; start_daemon; ok $? "a daemon with port 0 starts"
 curl -s "$BASE/healthz" > /dev/null 2>&1; is "$?" "7" "and serves no HTTP"

@@ -1,0 +1,79 @@
+/* kube-podgen: writes the Pods that kube_pod_build makes for a few fixed
+ * task settings, one JSON file each, into DIR.  Used by
+ * tests/integration/kube_schema.sh (schema check, then created in kube-sim).
+ *   kube-podgen DIR [COMMAND...]   COMMAND replaces the default argv */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kube_pod.h"
+
+static int emit(const char *dir, const char *file, const struct kube_task_spec *ks,
+                const struct kube_pod_ids *ids)
+{
+    json_object *pod;
+    struct kiln_err err = {0};
+    if (kube_pod_build(ks, ids, &pod, &err) < 0) {
+        fprintf(stderr, "kube-podgen: %s: %s\n", file, err.msg);
+        return 1;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.json", dir, file);
+    int rc = json_object_to_file_ext(path, pod, JSON_C_TO_STRING_PRETTY) ? 1 : 0;
+    json_object_put(pod);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: kube-podgen DIR [COMMAND...]\n");
+        return 2;
+    }
+    char *defcmd[] = {"sh", "-c", "echo hello from $KILN_TASK; echo to-stderr >&2", NULL};
+    char *const *cmd = argc > 2 ? argv + 2 : defcmd;
+    struct kube_pod_ids ids = {"it-instance", "etl_daily", "manual__2026-01-02T03:04:05+00:00",
+                               "Extract.Orders", 1, 42};
+    struct kube_kv env[] = {{"KILN_TASK", "extract"}, {"MODE", "full"}};
+    int rc = 0;
+
+    /* minimal */
+    struct kube_task_spec min = {.image = "busybox:1.36", .command = cmd};
+    rc |= emit(argv[1], "minimal", &min, &ids);
+
+    /* every field */
+    struct kube_kv sel[] = {{"nvidia.com/gpu.present", "true"}, {"pool", "train"}};
+    struct kube_toleration tol[] = {{"dedicated", "Equal", "ml", "NoSchedule", 0},
+                                    {"node.kubernetes.io/unreachable", "Exists", NULL, "NoExecute", 300}};
+    const char *secrets[] = {"regcred", NULL};
+    struct kube_volume vols[] = {
+        {"data", KUBE_VOL_PVC, "training-data", "/data", NULL, true, NULL, NULL},
+        {"cfg", KUBE_VOL_CONFIG_MAP, "etl-config", "/etc/etl", NULL, false, NULL, NULL},
+        {"creds", KUBE_VOL_SECRET, "etl-creds", "/var/run/creds", "token", false, NULL, NULL},
+        {"shm", KUBE_VOL_EMPTY_DIR, NULL, "/dev/shm", NULL, false, "Memory", "1Gi"},
+        {NULL, KUBE_VOL_EMPTY_DIR, NULL, "/scratch", NULL, false, NULL, NULL},
+    };
+    struct kube_task_spec full = {
+        .namespace_ = "default", .image = "registry.example.com/etl:1.2", .image_pull_policy = "IfNotPresent",
+        .command = cmd, .env = env, .n_env = 2, .working_dir = "/tmp",
+        .requests = {"500m", "256Mi", "1Gi"}, .limits = {"2", "1Gi", "2Gi"},
+        .gpu = 2, .gpu_toleration = true, .node_selector = sel, .n_node_selector = 2,
+        .tolerations = tol, .n_tolerations = 2, .service_account = "kiln-task",
+        .image_pull_secrets = secrets, .volumes = vols, .n_volumes = 5,
+        .timeout_s = 600, .termination_grace_s = 10,
+    };
+    struct kube_pod_ids ids2 = ids;
+    ids2.task_id = "train_model_with_a_very_long_name_that_goes_on_and_on_and_on";
+    ids2.try_number = 3;
+    rc |= emit(argv[1], "full", &full, &ids2);
+
+    /* runnable in kube-sim: env, working dir, a deadline, no volumes */
+    struct kube_task_spec run = {.image = "busybox:1.36", .command = cmd, .env = env, .n_env = 1,
+                                 .working_dir = "/tmp", .requests = {"100m", "64Mi", NULL},
+                                 .limits = {"1", "128Mi", NULL}, .timeout_s = 60};
+    struct kube_pod_ids ids3 = ids;
+    ids3.dag_id = "ÜberDAG";
+    ids3.try_number = 2;
+    rc |= emit(argv[1], "runnable", &run, &ids3);
+    return rc;
+}
