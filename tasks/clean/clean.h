@@ -16,11 +16,15 @@ struct column {
     double *num;        /* number/integer/boolean: NaN = missing */
     char **str;         /* category: NULL = missing; also raw text while loading */
     size_t missing_in;  /* missing values as read */
+    bool str_arena;     /* str[] points into the table's arena (not freed one by one) */
 };
+
+struct strblk;          /* the arena holding the raw text while loading */
 
 struct table {
     size_t nrows, ncols;
     struct column *cols;
+    struct strblk *arena;
 };
 
 /* NA markers: a field equal to one of these (or empty) is missing. */
@@ -76,6 +80,8 @@ struct stats {
     double mean, std, min, max, median, q1, q3;
 };
 void col_stats(const struct column *c, size_t nrows, struct stats *s);
+/* The same n, mean, std, min and max without sorting (median, q1, q3: NaN). */
+void col_moments(const struct column *c, size_t nrows, struct stats *s);
 /* Most frequent value (ties: smallest); returns NULL/NaN when none. */
 const char *cat_mode(const struct column *c, size_t nrows);
 double num_mode(const struct column *c, size_t nrows);

@@ -45,6 +45,41 @@ static char *xstrndup_(const char *s, size_t n)
 
 /* --- CSV loading ------------------------------------------------------- */
 
+/* The raw cell text lives in large blocks, not one malloc per cell:
+ * table_infer copies out what it keeps (category values) and frees them. */
+struct strblk {
+    struct strblk *next;
+    size_t used, cap;
+    char data[];
+};
+
+static char *arena_dup(struct table *t, const char *s, size_t n)
+{
+    struct strblk *b = t->arena;
+    if (!b || b->cap - b->used < n + 1) {
+        size_t cap = n + 1 > (4u << 20) ? n + 1 : (4u << 20);
+        b = xrealloc_(NULL, sizeof(*b) + cap);
+        b->next = t->arena;
+        b->used = 0;
+        b->cap = cap;
+        t->arena = b;
+    }
+    char *d = b->data + b->used;
+    memcpy(d, s, n);
+    d[n] = 0;
+    b->used += n + 1;
+    return d;
+}
+
+static void arena_free(struct table *t)
+{
+    for (struct strblk *b = t->arena, *nb; b; b = nb) {
+        nb = b->next;
+        free(b);
+    }
+    t->arena = NULL;
+}
+
 struct load {
     const char *name;
     const char *const *na;
@@ -58,12 +93,15 @@ struct load {
     char *err;
     size_t errlen;
     int failed;
+    size_t na_maxlen;
 };
 
 static bool is_na(const struct load *L, const char *s, size_t n)
 {
     if (n == 0)
         return true;
+    if (n > L->na_maxlen)
+        return false;
     for (const char *const *m = L->na; *m; m++)
         if (strlen(*m) == n && memcmp(*m, s, n) == 0)
             return true;
@@ -98,7 +136,7 @@ static void on_field(void *s, size_t n, void *data)
         c->str[t->nrows] = NULL;
         c->missing_in++;
     } else {
-        c->str[t->nrows] = xstrndup_(s, n);
+        c->str[t->nrows] = arena_dup(t, s, n);
     }
 }
 
@@ -112,17 +150,16 @@ static void on_row(int term, void *data)
         L->header_done = true;
         t->ncols = L->nhdr;
         t->cols = calloc(t->ncols ? t->ncols : 1, sizeof(struct column));
-        for (size_t c = 0; c < t->ncols; c++)
+        for (size_t c = 0; c < t->ncols; c++) {
             t->cols[c].name = L->hdr[c];
+            t->cols[c].str_arena = true;
+        }
         free(L->hdr);
         L->hdr = NULL;
     } else if (L->field != t->ncols) {
         fail(L->err, L->errlen, "%s:%ld: row has %zu fields, the header has %zu", L->name, L->row_line,
              L->field, t->ncols);
-        L->failed = 1;
-        /* the partial row's strings are freed with the rows below nrows */
-        for (size_t c = 0; c < L->field && c < t->ncols; c++)
-            free(t->cols[c].str[t->nrows]);
+        L->failed = 1; /* the partial row's strings are in the arena */
         L->field = 0;
         return;
     } else {
@@ -144,6 +181,9 @@ int csv_load_mem(const char *name, const char *data, size_t len, const char *con
     csv_set_space_func(&p, no_space);
     struct load L = {.name = name, .na = na ? na : clean_default_na, .t = t, .line = 1, .row_line = 1,
                      .err = err, .errlen = errlen};
+    for (const char *const *m = L.na; *m; m++)
+        if (strlen(*m) > L.na_maxlen)
+            L.na_maxlen = strlen(*m);
     size_t pos = 0;
     int rc = 0;
     /* Fed one line at a time so errors can name their line. */
@@ -167,9 +207,6 @@ int csv_load_mem(const char *name, const char *data, size_t len, const char *con
     }
     if (L.failed)
         rc = -1;
-    if (rc < 0 && L.header_done) /* the strings of a partial last row */
-        for (size_t c = 0; c < L.field && c < t->ncols; c++)
-            free(t->cols[c].str[t->nrows]);
     if (rc == 0 && !L.header_done)
         rc = fail(err, errlen, "%s: empty file (no header row)", name);
     csv_free(&p);
@@ -209,13 +246,14 @@ void table_free(struct table *t)
     for (size_t c = 0; c < t->ncols; c++) {
         struct column *col = &t->cols[c];
         free(col->name);
-        if (col->str)
+        if (col->str && !col->str_arena)
             for (size_t r = 0; r < t->nrows; r++)
                 free(col->str[r]);
         free(col->str);
         free(col->num);
     }
     free(t->cols);
+    arena_free(t);
     memset(t, 0, sizeof(*t));
 }
 
@@ -278,9 +316,9 @@ static int parse_num(const char *s, double *v)
 {
     bool digit = false;
     for (const char *p = s; *p; p++) {
-        if (isdigit((unsigned char)*p))
+        if (*p >= '0' && *p <= '9')
             digit = true;
-        else if (!strchr("+-.eE", *p))
+        else if (*p != '+' && *p != '-' && *p != '.' && *p != 'e' && *p != 'E')
             return -1;
     }
     if (!digit)
@@ -302,23 +340,48 @@ int table_infer(struct table *t, char *err, size_t errlen)
     for (size_t c = 0; c < t->ncols; c++) {
         struct column *col = &t->cols[c];
         double v;
+        bool parsed = false; /* num[] already holds every value (parse_num) */
         if (col->type == T_AUTO) {
+            /* One pass: parse_num's values are kept, so a number column (or an
+             * integer one: |x| <= 2^53 converts exactly either way) is not
+             * parsed twice. */
             bool b = true, i = true, n = true, any = false;
-            for (size_t r = 0; r < t->nrows && (b || i || n); r++) {
+            col->num = XNEW(double, t->nrows ? t->nrows : 1);
+            size_t r;
+            for (r = 0; r < t->nrows && (b || i || n); r++) {
                 const char *s = col->str[r];
-                if (!s)
+                if (!s) {
+                    col->num[r] = NAN;
                     continue;
+                }
                 any = true;
                 if (b && parse_bool(s, &v) < 0) b = false;
                 if (i && parse_int(s, &v) < 0) i = false;
-                if (n && parse_num(s, &v) < 0) n = false;
+                if (n && parse_num(s, &col->num[r]) < 0) n = false;
             }
             col->type = !any ? T_NUMBER : b ? T_BOOLEAN : i ? T_INTEGER : n ? T_NUMBER : T_CATEGORY;
+            parsed = n && r == t->nrows && (col->type == T_NUMBER || col->type == T_INTEGER);
+            if (parsed && col->type == T_INTEGER) /* "-0": parse_int gives +0 */
+                for (size_t q = 0; q < t->nrows; q++)
+                    if (col->num[q] == 0)
+                        col->num[q] = 0;
+            if (col->type == T_CATEGORY) {
+                free(col->num);
+                col->num = NULL;
+            }
         }
-        if (col->type == T_CATEGORY)
+        if (col->type == T_CATEGORY) {
+            if (col->str_arena) { /* copied out of the arena */
+                for (size_t r = 0; r < t->nrows; r++)
+                    if (col->str[r])
+                        col->str[r] = xstrndup_(col->str[r], strlen(col->str[r]));
+                col->str_arena = false;
+            }
             continue;
-        col->num = XNEW(double, t->nrows);
-        for (size_t r = 0; r < t->nrows; r++) {
+        }
+        if (!col->num)
+            col->num = XNEW(double, t->nrows ? t->nrows : 1);
+        for (size_t r = 0; r < t->nrows && !parsed; r++) {
             const char *s = col->str[r];
             if (!s) {
                 col->num[r] = NAN;
@@ -327,11 +390,14 @@ int table_infer(struct table *t, char *err, size_t errlen)
                             col_type_name(col->type));
             }
         }
-        for (size_t r = 0; r < t->nrows; r++)
-            free(col->str[r]);
+        if (!col->str_arena)
+            for (size_t r = 0; r < t->nrows; r++)
+                free(col->str[r]);
         free(col->str);
         col->str = NULL;
+        col->str_arena = false;
     }
+    arena_free(t);
     return 0;
 }
 
@@ -585,6 +651,39 @@ void col_stats(const struct column *c, size_t nrows, struct stats *s)
     free(v);
 }
 
+void col_moments(const struct column *c, size_t nrows, struct stats *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->mean = s->std = s->min = s->max = s->median = s->q1 = s->q3 = NAN;
+    if (!c->num)
+        return;
+    /* the same sums in the same order as col_stats */
+    size_t n = 0;
+    double sum = 0, lo = INFINITY, hi = -INFINITY;
+    for (size_t r = 0; r < nrows; r++) {
+        double x = c->num[r];
+        if (isnan(x))
+            continue;
+        n++;
+        sum += x;
+        if (x < lo) lo = x;
+        if (x > hi) hi = x;
+    }
+    s->n = n;
+    if (!n)
+        return;
+    s->mean = sum / (double)n;
+    double ss = 0;
+    for (size_t r = 0; r < nrows; r++) {
+        double x = c->num[r];
+        if (!isnan(x))
+            ss += (x - s->mean) * (x - s->mean);
+    }
+    s->std = n > 1 ? sqrt(ss / (double)(n - 1)) : 0;
+    s->min = lo;
+    s->max = hi;
+}
+
 double num_mode(const struct column *c, size_t nrows)
 {
     double *v = XNEW(double, nrows ? nrows : 1);
@@ -685,7 +784,7 @@ int op_impute(struct table *t, size_t ci, enum impute how, const char *constant,
     double v;
     struct stats s;
     switch (how) {
-    case IMP_MEAN: col_stats(c, t->nrows, &s); v = s.mean; break;
+    case IMP_MEAN: col_moments(c, t->nrows, &s); v = s.mean; break;
     case IMP_MEDIAN: col_stats(c, t->nrows, &s); v = s.median; break;
     case IMP_MOST_FREQUENT: v = num_mode(c, t->nrows); break;
     default:
@@ -706,7 +805,10 @@ void op_clip(struct column *c, size_t n, enum clip how, double k)
     if (how == CLIP_NONE || !is_numeric(c))
         return;
     struct stats s;
-    col_stats(c, n, &s);
+    if (how == CLIP_ZSCORE)
+        col_moments(c, n, &s);
+    else
+        col_stats(c, n, &s);
     if (!s.n)
         return;
     double lo, hi;
@@ -729,7 +831,7 @@ void op_scale(struct column *c, size_t n, enum scale how)
     if (how == SCALE_NONE || !is_numeric(c))
         return;
     struct stats s;
-    col_stats(c, n, &s);
+    col_moments(c, n, &s);
     double off = how == SCALE_STANDARD ? s.mean : s.min;
     double div = how == SCALE_STANDARD ? s.std : s.max - s.min;
     for (size_t r = 0; r < n; r++)
@@ -842,28 +944,51 @@ int csv_write_file(const char *path, const struct table *t, char *err, size_t er
         put_csv_str(f, t->cols[c].name);
     }
     putc('\n', f);
+    /* Rows are formatted into a large block written with fwrite. */
+    size_t cap = 1 << 20, len = 0;
+    char *ob = XNEW(char, cap);
     for (size_t r = 0; r < t->nrows; r++) {
         for (size_t c = 0; c < t->ncols; c++) {
             const struct column *col = &t->cols[c];
+            if (cap - len < 64) {
+                fwrite(ob, 1, len, f);
+                len = 0;
+            }
             if (c)
-                putc(',', f);
+                ob[len++] = ',';
             if (!col->num) {
-                if (col->str[r])
+                if (col->str[r]) {
+                    fwrite(ob, 1, len, f);
+                    len = 0;
                     put_csv_str(f, col->str[r]);
+                }
                 continue;
             }
             double v = col->num[r];
             if (isnan(v))
                 continue;
-            if (col->type == T_BOOLEAN)
-                fputs(v != 0 ? "true" : "false", f);
-            else if (col->type == T_INTEGER)
-                fprintf(f, "%lld", (long long)v);
-            else
-                fprintf(f, "%.17g", v);
+            if (col->type == T_BOOLEAN) {
+                const char *b = v != 0 ? "true" : "false";
+                memcpy(ob + len, b, strlen(b));
+                len += strlen(b);
+            } else if (col->type == T_INTEGER) {
+                long long x = (long long)v;
+                unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+                char tmp[24];
+                int k = 0;
+                do tmp[k++] = (char)('0' + u % 10); while ((u /= 10));
+                if (x < 0)
+                    ob[len++] = '-';
+                while (k)
+                    ob[len++] = tmp[--k];
+            } else {
+                len += (size_t)snprintf(ob + len, cap - len, "%.17g", v);
+            }
         }
-        putc('\n', f);
+        ob[len++] = '\n';
     }
+    fwrite(ob, 1, len, f);
+    free(ob);
     int bad = ferror(f);
     if (f != stdout) {
         if (fclose(f) != 0)

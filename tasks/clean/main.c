@@ -465,7 +465,7 @@ int main(int argc, char **argv)
     for (size_t c = 0; c < t.ncols; c++) {
         cs[c].type = t.cols[c].type;
         if (t.cols[c].num)
-            col_stats(&t.cols[c], t.nrows, &cs[c].st);
+            col_moments(&t.cols[c], t.nrows, &cs[c].st); /* mean, std, min, max */
         else
             cs[c].ncats = cat_counts(&t.cols[c], t.nrows, &cs[c].cats);
     }
