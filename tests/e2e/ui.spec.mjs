@@ -66,11 +66,44 @@ try {
     await page.locator('#log', { hasText: 'hello browser' }).waitFor();
     await page.locator('#outputs', { hasText: '"rows": 3' }).waitFor();
   });
+  page.on('dialog', (d) => d.accept());
+  await step('an action the run refuses shows its error inline', async () => {
+    await page.goto(runUrl);
+    await page.locator('#run-state .s-success').waitFor();
+    await page.click('#cancel-run');
+    await page.locator('#run-actions-msg.err', { hasText: 'already success' }).waitFor();
+  });
+  await step('clearing the failed task (and downstream) re-runs it', async () => {
+    await page.goto(base + '/#/task/flaky/first/parse');
+    await page.locator('#task-state .s-failed').waitFor();
+    await page.check('#clear-downstream');
+    await page.click('#clear-task');
+    // The page follows the new try when it starts: a tab per try, the new log.
+    await page.locator('.tabs a[aria-current="page"]', { hasText: 'try 2' }).waitFor({ timeout: 30000 });
+    await page.locator('#task-state .s-failed').waitFor({ timeout: 30000 });
+    await page.locator('#log', { hasText: 'parse error: bad row 42' }).waitFor();
+    await page.screenshot({ path: join(shots, '7-cleared.png'), fullPage: true });
+  });
+  await step('marking the task success turns it green', async () => {
+    await page.click('#mark-success');
+    await page.locator('#task-state .s-success').waitFor();
+    await page.locator('#task-actions-msg', { hasText: 'done' }).waitFor();
+  });
+  await step('a running run is cancelled from its page', async () => {
+    const r = await page.request.post(base + '/api/v1/dags/slow/runs', {
+      headers: { Authorization: 'Bearer ' + token }, data: { run_id: 'tocancel' } });
+    if (r.status() !== 201) throw new Error('trigger: ' + r.status());
+    await page.goto(base + '/#/run/slow/tocancel');
+    await page.locator('#run-state .s-running').waitFor();
+    await page.click('#cancel-run');
+    await page.locator('#run-state .s-failed').waitFor();
+    await page.screenshot({ path: join(shots, '8-cancelled.png'), fullPage: true });
+  });
   await step('a narrow screen in dark mode still shows the grid', async () => {
     const p2 = await browser.newPage({ viewport: { width: 380, height: 760 }, colorScheme: 'dark' });
     await p2.goto(base + '/#/dag/etl/grid');
     await p2.locator('#grid a.cell[data-state="success"]').first().waitFor();
-    await p2.screenshot({ path: join(shots, '7-narrow-dark.png'), fullPage: true });
+    await p2.screenshot({ path: join(shots, '9-narrow-dark.png'), fullPage: true });
     await p2.close();
   });
 } finally {

@@ -1,7 +1,9 @@
 # The web UI in a real browser: Debian's chromium driven by playwright-core
 # (tests/e2e/ui.spec.mjs).  Opens the DAG list, the grid, clicks a failed
 # task, reads its log, triggers a run with a param from the form and watches
-# it turn green without a reload.  Screenshots go to a folder it prints.
+# it turn green without a reload; then the action buttons: clear a failed
+# task and watch it re-run, mark it, cancel a running run, an error inline.
+# Screenshots go to a folder it prints.
 . "$SRCDIR/tests/lib/tap.sh"
 
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
@@ -33,6 +35,11 @@ tasks:
   fetch: {command: [sh, -c, 'echo fetching']}
   parse: {deps: [fetch], command: [sh, -c, 'echo "parse error: bad row 42" >&2; exit 3']}
   report: {deps: [parse], command: ["true"]}
+YAML
+cat > "$KILN_DAGS/slow.yaml" <<YAML
+dag: slow
+tasks:
+  wait: {command: [sleep, "60"]}
 YAML
 start_daemon; ok $? "daemon started"
 wait_for "curl -sf $BASE/healthz" 10; ok $? "the API answers"

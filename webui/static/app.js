@@ -41,6 +41,26 @@ function crumbs(...parts) {
 }
 function show(...kids) { $main.replaceChildren(...kids.filter((k) => k != null)); }
 function fail(e) { show(h('p', { class: 'err', role: 'alert' }, String(e.message || e))); }
+// A row of action buttons for POST endpoints: each button is
+// [label, id, () => [path, body]]; the answer or the error is shown inline
+// in the row's message, and the buttons are disabled while a call is out.
+function actions(id, buttons, ...extra) {
+  const msg = h('span', { class: 'msg', role: 'status', id: id + '-msg' });
+  const bs = buttons.map(([label, bid, call, confirmText]) => h('button', { type: 'button', id: bid, onclick: async () => {
+    if (confirmText && !confirm(confirmText)) return;
+    msg.textContent = ''; msg.className = 'msg';
+    if (!token()) { msg.textContent = 'Save the API token (top right) first.'; msg.className = 'msg err'; msg.setAttribute('role', 'alert'); return; }
+    bs.forEach((b) => { b.disabled = true; });
+    try {
+      const [path, body] = call();
+      await api(path, { method: 'POST', body: JSON.stringify(body || {}) });
+      msg.textContent = label + ': done'; msg.setAttribute('role', 'status');
+    } catch (err) {
+      msg.textContent = label + ': ' + err.message; msg.className = 'msg err'; msg.setAttribute('role', 'alert');
+    } finally { bs.forEach((b) => { b.disabled = false; }); }
+  } }, label));
+  return h('div', { class: 'action-bar', id }, bs, extra, msg);
+}
 
 // --- live updates: one EventSource for the whole page
 function connect() {
@@ -207,6 +227,8 @@ async function dagPage(dag, tab) {
 // --- run page: tasks and a Gantt chart of the tries
 async function runPage(dag, runId) {
   crumbs(['DAGs', '#/'], [dag, '#/dag/' + enc(dag)], [runId]);
+  const bar = actions('run-actions', [['Cancel run', 'cancel-run', () => [`/dags/${enc(dag)}/runs/${enc(runId)}/cancel`],
+    'Cancel run ' + runId + '? Running tasks are stopped and the rest skipped.']]);
   const render = async () => {
     const r = await api('/dags/' + enc(dag) + '/runs/' + enc(runId));
     const tries = [];
@@ -223,7 +245,7 @@ async function runPage(dag, runId) {
           style: `left:${pct(s)};width:max(3px, calc(${pct(e)} - ${pct(s)}))` });
       })))))));
     show(h('h1', {}, 'Run ', runId, ' ', h('span', { id: 'run-state' }, badge(r.state))),
-      h('p', { class: 'mute' }, `${r.run_type} · version ${r.version} · started ${fmt(r.start)} · ended ${fmt(r.end)}`),
+      h('p', { class: 'mute' }, `${r.run_type} · version ${r.version} · started ${fmt(r.start)} · ended ${fmt(r.end)}`), bar,
       Object.keys(r.params || {}).length ? h('p', {}, 'params: ', h('code', {}, JSON.stringify(r.params))) : null,
       h('h2', {}, 'Tries'), tries.length ? gantt : h('p', { class: 'mute' }, 'Nothing has started yet.'), tries.length ? null : gantt);
   };
@@ -241,8 +263,15 @@ async function taskPage(dag, runId, task, tryNo) {
   const cur = t.tries.find((x) => x.try_number === n);
   const log = h('pre', { class: 'log', id: 'log', tabindex: '0', 'aria-label': 'log', 'aria-live': 'off' });
   const state = h('span', { id: 'task-state' }, badge(t.state));
+  const base = `/dags/${enc(dag)}/runs/${enc(runId)}`;
+  const down = h('input', { type: 'checkbox', id: 'clear-downstream' });
+  const bar = actions('task-actions', [
+    ['Clear', 'clear-task', () => [base + '/clear', { tasks: [task], downstream: down.checked }]],
+    ['Mark success', 'mark-success', () => [base + '/tasks/' + enc(task) + '/mark', { state: 'success' }]],
+    ['Mark failed', 'mark-failed', () => [base + '/tasks/' + enc(task) + '/mark', { state: 'failed' }]],
+  ], h('label', { class: 'check', for: 'clear-downstream' }, down, ' clear downstream too'));
   show(h('h1', {}, task, ' ', state),
-    h('p', { class: 'mute' }, `run ${runId} · try ${n || '—'} of ${t.max_tries}` + (t.reason ? ' · ' + t.reason : '')),
+    h('p', { class: 'mute' }, `run ${runId} · try ${n || '—'} of ${t.max_tries}` + (t.reason ? ' · ' + t.reason : '')), bar,
     t.tries.length > 1 ? h('div', { class: 'tabs' }, t.tries.map((x) => h('a', { href: `#/task/${enc(dag)}/${enc(runId)}/${enc(task)}/${x.try_number}`, 'aria-current': x.try_number === n ? 'page' : null }, 'try ' + x.try_number))) : null,
     h('h2', {}, 'Outputs'), cur && cur.outputs ? h('pre', { class: 'src', id: 'outputs' }, JSON.stringify(cur.outputs, null, 2)) : h('p', { class: 'mute', id: 'outputs' }, 'none'),
     h('h2', {}, 'Log'), log);
