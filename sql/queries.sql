@@ -159,9 +159,8 @@ SELECT source FROM dag_versions WHERE id = ?1 AND dag_id = ?2;
 
 -- The web UI: the grid (task states of a DAG's last N runs) and /metrics.
 -- name: ui_grid
-SELECT run_pk, task_index, task_id, state FROM task_instances
- WHERE run_pk IN (SELECT id FROM runs WHERE dag_id = ?1 ORDER BY id DESC LIMIT ?2)
- ORDER BY run_pk, task_index;
+SELECT task_index, task_id, state FROM task_instances
+ WHERE run_pk = ?1 ORDER BY task_index;
 -- name: metrics_runs
 SELECT state, count(*) FROM runs GROUP BY state;
 -- name: metrics_tis

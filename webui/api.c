@@ -551,50 +551,104 @@ static void get_log(struct engine *e, const char *dag, const char *sel, const ch
 #define GRID_RUNS_MAX 200
 
 /* One column per task id: the newest run's order first, then ids seen only
- * in older runs.  Lookups by (task_index, id) hit at once when the versions
- * agree; otherwise a sorted index is searched. */
+ * in older runs (oldest run first).  Each run's task instances are read in
+ * task_index order through task_instances_by_run_index; a row finds its
+ * column at once when its index names the same task in the newest run,
+ * otherwise a sorted index of the newest run's ids is searched. */
 struct grid_col {
     char *id;
     size_t col;
 };
 
-struct grid_run {
-    int64_t pk;
-    char *cells;        /* one state code per column, '-' when absent */
-};
-
 struct grid_ctx {
-    struct grid_run *runs;
-    size_t n_runs;
-    char **rows_id;     /* rows as read: run_pk order; kept to build columns */
-    int64_t *rows_pk;
-    int *rows_idx;
-    unsigned char *rows_state;
-    size_t n_rows, cap_rows;
+    struct grid_col *cols;      /* columns in order; ids owned */
+    size_t ncols, cap;
+    struct grid_col *sorted;    /* the newest run's columns, by id */
+    size_t nsorted;
+    char *cells;                /* the current run's cells, '-' when absent */
+    size_t cells_cap;
+    int building;               /* reading the newest run: every row is a column */
+    char last_state[24];        /* the last state text parsed, and its code */
+    char last_code;
 };
 
-static int grid_row(void *arg, struct store_row *r)
+static void grid_cells_fit(struct grid_ctx *g, size_t n)
 {
-    struct grid_ctx *g = arg;
-    if (g->n_rows == g->cap_rows) {
-        g->cap_rows = g->cap_rows ? 2 * g->cap_rows : 1024;
-        g->rows_id = xrealloc(g->rows_id, g->cap_rows * sizeof *g->rows_id);
-        g->rows_pk = xrealloc(g->rows_pk, g->cap_rows * sizeof *g->rows_pk);
-        g->rows_idx = xrealloc(g->rows_idx, g->cap_rows * sizeof *g->rows_idx);
-        g->rows_state = xrealloc(g->rows_state, g->cap_rows);
+    if (n <= g->cells_cap)
+        return;
+    size_t cap = g->cells_cap ? g->cells_cap : 256;
+    while (cap < n)
+        cap *= 2;
+    g->cells = xrealloc(g->cells, cap);
+    memset(g->cells + g->cells_cap, '-', cap - g->cells_cap);
+    g->cells_cap = cap;
+}
+
+static size_t grid_add_col(struct grid_ctx *g, const char *id)
+{
+    if (g->ncols == g->cap) {
+        g->cap = g->cap ? 2 * g->cap : 256;
+        g->cols = xrealloc(g->cols, g->cap * sizeof *g->cols);
     }
-    size_t i = g->n_rows++;
-    g->rows_pk[i] = store_col_int(r, 0);
-    g->rows_idx[i] = (int)store_col_int(r, 1);
-    g->rows_id[i] = xstrdup(store_col_text(r, 2) ? store_col_text(r, 2) : "");
-    int st = ti_state_parse(store_col_text(r, 3) ? store_col_text(r, 3) : "");
-    g->rows_state[i] = (unsigned char)(st < 0 ? '-' : 'a' + st);
-    return 0;
+    g->cols[g->ncols].id = xstrdup(id);
+    g->cols[g->ncols].col = g->ncols;
+    grid_cells_fit(g, g->ncols + 1);
+    return g->ncols++;
 }
 
 static int grid_col_cmp(const void *a, const void *b)
 {
     return strcmp(((const struct grid_col *)a)->id, ((const struct grid_col *)b)->id);
+}
+
+static char grid_state_code(struct grid_ctx *g, const char *s)
+{
+    /* Nearly every row repeats the previous row's state. */
+    if (strcmp(s, g->last_state) == 0)
+        return g->last_code;
+    int st = ti_state_parse(s);
+    char code = (char)(st < 0 ? '-' : 'a' + st);
+    if (strlen(s) < sizeof g->last_state) {
+        strcpy(g->last_state, s);
+        g->last_code = code;
+    }
+    return code;
+}
+
+static int grid_row(void *arg, struct store_row *r)
+{
+    struct grid_ctx *g = arg;
+    int64_t ix = store_col_int(r, 0);
+    const char *id = store_col_text(r, 1);
+    const char *state = store_col_text(r, 2);
+    if (!id)
+        id = "";
+    char code = grid_state_code(g, state ? state : "");
+    size_t c;
+    if (g->building) {
+        c = grid_add_col(g, id);
+    } else if (ix >= 0 && (uint64_t)ix < g->ncols && strcmp(g->cols[ix].id, id) == 0) {
+        c = (size_t)ix;
+    } else {
+        struct grid_col key = { (char *)id, 0 };
+        struct grid_col *hit = bsearch(&key, g->sorted, g->nsorted, sizeof *g->sorted,
+                                       grid_col_cmp);
+        if (hit) {
+            c = hit->col;
+        } else {
+            /* A task only older runs had: linear over the few extra columns. */
+            c = g->ncols;
+            for (size_t k = g->nsorted; k < g->ncols; k++)
+                if (strcmp(g->cols[k].id, id) == 0) {
+                    c = k;
+                    break;
+                }
+            if (c == g->ncols)
+                c = grid_add_col(g, id);
+        }
+    }
+    g->cells[c] = code;
+    return 0;
 }
 
 static void get_grid(struct engine *e, const char *dag, const struct api_request *rq,
@@ -607,60 +661,32 @@ static void get_grid(struct engine *e, const char *dag, const struct api_request
     struct store *st = engine_store(e);
     struct json_object *runs = json_object_new_array();
     store_exec(st, Q_run_page, run_obj_row, runs, NULL, "ssoi", dag, NULL, (int64_t)0, nruns);
-    struct grid_ctx g = { 0 };
-    store_exec(st, Q_ui_grid, grid_row, &g, NULL, "si", dag, nruns);
-    /* Columns: the newest run's tasks in DAG order. */
     size_t nr = json_object_array_length(runs);
-    int64_t newest = nr ? json_object_get_int64(json_object_object_get(
-                              json_object_array_get_idx(runs, 0), "number")) : 0;
-    struct grid_col *cols = NULL, *sorted = NULL;
-    size_t ncols = 0, cap = 0;
-    for (size_t i = 0; i < g.n_rows; i++) {
-        if (g.rows_pk[i] != newest)
-            continue;
-        if (ncols == cap) {
-            cap = cap ? 2 * cap : 256;
-            cols = xrealloc(cols, cap * sizeof *cols);
+    /* Runs are listed newest first.  The newest run makes the columns; the
+     * others are then read oldest first, so columns only older runs had come
+     * in the order they were first seen. */
+    struct grid_ctx g = { 0 };
+    char **cells = xmalloc((nr + 1) * sizeof *cells);
+    size_t *ncells = xmalloc((nr + 1) * sizeof *ncells);
+    for (size_t n = 0; n < nr; n++) {
+        size_t k = n == 0 ? 0 : nr - n;
+        int64_t pk = json_object_get_int64(json_object_object_get(
+            json_object_array_get_idx(runs, k), "number"));
+        g.building = n == 0;
+        if (g.cells)
+            memset(g.cells, '-', g.cells_cap);
+        store_exec(st, Q_ui_grid, grid_row, &g, NULL, "i", pk);
+        if (n == 0) {
+            g.nsorted = g.ncols;
+            g.sorted = xmalloc((g.ncols + 1) * sizeof *g.sorted);
+            memcpy(g.sorted, g.cols, g.ncols * sizeof *g.sorted);
+            qsort(g.sorted, g.nsorted, sizeof *g.sorted, grid_col_cmp);
         }
-        cols[ncols].id = g.rows_id[i];
-        cols[ncols].col = ncols;
-        ncols++;
+        cells[k] = xmalloc(g.ncols + 1);
+        memcpy(cells[k], g.cells, g.ncols);
+        ncells[k] = g.ncols;
     }
-    size_t nsorted = ncols;
-    sorted = xmalloc((ncols + 1) * sizeof *sorted);
-    memcpy(sorted, cols, ncols * sizeof *sorted);
-    qsort(sorted, nsorted, sizeof *sorted, grid_col_cmp);
-    /* Column of each row. */
-    size_t *colof = xmalloc((g.n_rows + 1) * sizeof *colof);
-    for (size_t i = 0; i < g.n_rows; i++) {
-        int ix = g.rows_idx[i];
-        if (ix >= 0 && (size_t)ix < ncols && strcmp(cols[ix].id, g.rows_id[i]) == 0) {
-            colof[i] = (size_t)ix;
-            continue;
-        }
-        struct grid_col key = { g.rows_id[i], 0 };
-        struct grid_col *hit = bsearch(&key, sorted, nsorted, sizeof *sorted, grid_col_cmp);
-        if (!hit) {
-            /* A task only older runs had: linear over the few extra columns. */
-            size_t c = nsorted;
-            for (size_t k = nsorted; k < ncols; k++)
-                if (strcmp(cols[k].id, g.rows_id[i]) == 0)
-                    c = k;
-            if (c == nsorted || c >= ncols) {
-                if (ncols == cap) {
-                    cap = cap ? 2 * cap : 256;
-                    cols = xrealloc(cols, cap * sizeof *cols);
-                }
-                cols[ncols].id = g.rows_id[i];
-                cols[ncols].col = ncols;
-                c = ncols++;
-            }
-            colof[i] = c;
-        } else {
-            colof[i] = hit->col;
-        }
-    }
-    /* Cells: runs oldest first, one string each. */
+    size_t ncols = g.ncols;
     struct sbuf b;
     sbuf_init(&b);
     sbuf_adds(&b, "{\"dag\":");
@@ -675,22 +701,15 @@ static void get_grid(struct engine *e, const char *dag, const struct api_request
     for (size_t c = 0; c < ncols; c++) {
         if (c)
             sbuf_adds(&b, ",");
-        sbuf_json_str(&b, cols[c].id);
+        sbuf_json_str(&b, g.cols[c].id);
     }
     sbuf_adds(&b, "],\"runs\":[");
-    char *cells = xmalloc(ncols + 1);
-    size_t row = 0;
-    /* Rows come in run_pk order (oldest first), as the runs are listed
-     * newest first: walk the runs backwards. */
+    /* Cells: runs oldest first, one string each; columns added after a run
+     * was read are '-' for it. */
+    char *pad = xmalloc(ncols + 1);
+    memset(pad, '-', ncols);
     for (size_t k = nr; k-- > 0;) {
         struct json_object *ro = json_object_array_get_idx(runs, k);
-        int64_t pk = json_object_get_int64(json_object_object_get(ro, "number"));
-        memset(cells, '-', ncols);
-        cells[ncols] = '\0';
-        while (row < g.n_rows && g.rows_pk[row] < pk)
-            row++;
-        for (; row < g.n_rows && g.rows_pk[row] == pk; row++)
-            cells[colof[row]] = (char)g.rows_state[row];
         json_object_object_del(ro, "params");
         sbuf_adds(&b, k + 1 == nr ? "" : ",");
         const char *js = json_object_to_json_string_ext(ro, JSON_C_TO_STRING_PLAIN |
@@ -698,25 +717,24 @@ static void get_grid(struct engine *e, const char *dag, const struct api_request
         /* Splice "cells" into the run object. */
         sbuf_add(&b, js, strlen(js) - 1);
         sbuf_adds(&b, ",\"cells\":\"");
-        sbuf_add(&b, cells, ncols);
+        sbuf_add(&b, cells[k], ncells[k]);
+        sbuf_add(&b, pad, ncols - ncells[k]);
         sbuf_adds(&b, "\"}");
+        free(cells[k]);
     }
     sbuf_adds(&b, "]}\n");
+    free(pad);
     free(cells);
+    free(ncells);
     rs->status = 200;
     rs->content_type = "application/json";
     sbuf_add(&rs->body, b.data, b.len);
     sbuf_free(&b);
-    for (size_t i = 0; i < g.n_rows; i++)
-        free(g.rows_id[i]);
-    free(g.rows_id);
-    free(g.rows_pk);
-    free(g.rows_idx);
-    free(g.rows_state);
-    free(g.runs);
-    free(cols);
-    free(sorted);
-    free(colof);
+    for (size_t c = 0; c < g.ncols; c++)
+        free(g.cols[c].id);
+    free(g.cols);
+    free(g.sorted);
+    free(g.cells);
     json_object_put(runs);
 }
 
