@@ -181,17 +181,22 @@ int main(int argc, char **argv)
         else { memcpy(xva + (t - ntr) * d, D.x + i * d, d * sizeof *xva); yva[t - ntr] = y; }
     }
     /* standardize with the training rows' mean and (population) standard deviation */
+    /* Row by row (the matrix is row-major), each column still summed in row
+     * order, so the results are the same as column by column. */
+    for (size_t t = 0; t < ntr; t++)
+        for (size_t j = 0; j < d; j++) mean[j] += xtr[t * d + j];
+    for (size_t j = 0; j < d; j++) mean[j] /= (double)ntr;
+    for (size_t t = 0; t < ntr; t++)
+        for (size_t j = 0; j < d; j++) sd[j] += (xtr[t * d + j] - mean[j]) * (xtr[t * d + j] - mean[j]);
     for (size_t j = 0; j < d; j++) {
-        double m = 0, v = 0;
-        for (size_t t = 0; t < ntr; t++) m += xtr[t * d + j];
-        m /= (double)ntr;
-        for (size_t t = 0; t < ntr; t++) v += (xtr[t * d + j] - m) * (xtr[t * d + j] - m);
-        double s = sqrt(v / (double)ntr);
+        double m = mean[j], s = sqrt(sd[j] / (double)ntr);
         if (!(s > 1e-12 * fmax(1.0, fabs(m)))) s = 1; /* constant column */
-        mean[j] = m; sd[j] = s;
-        for (size_t t = 0; t < ntr; t++) xtr[t * d + j] = (xtr[t * d + j] - m) / s;
-        for (size_t t = 0; t < nval; t++) xva[t * d + j] = (xva[t * d + j] - m) / s;
+        sd[j] = s;
     }
+    for (size_t t = 0; t < ntr; t++)
+        for (size_t j = 0; j < d; j++) xtr[t * d + j] = (xtr[t * d + j] - mean[j]) / sd[j];
+    for (size_t t = 0; t < nval; t++)
+        for (size_t j = 0; j < d; j++) xva[t * d + j] = (xva[t * d + j] - mean[j]) / sd[j];
     double lambda = !isnan(l2) ? l2 : !isnan(C) ? 1.0 / (C * (double)ntr) : kind == ML_LOGISTIC ? 1.0 / (double)ntr : 0;
     size_t k = kind == ML_LINEAR || ncls == 2 ? 1 : ncls;
     ml_problem tr = {kind, ntr, d, k, xtr, ytr, lambda}, va = {kind, nval, d, k, xva, yva, lambda};
