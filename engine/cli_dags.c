@@ -230,19 +230,26 @@ out:
     return code;
 }
 
-static int dags_show(struct cli *c, const char *dag_id)
+/* The DAG with this id from the folder, as the commands that change state
+ * would find it. */
+static int load_dag(struct cli *c, const char *dag_id, struct dag **out, struct kiln_err *err)
 {
     struct store *st = NULL;
-    int code = cli_open_store(c, &st);
-    if (code)
-        return code;
-    struct dag *d = NULL;
+    if (cli_open_store(c, &st) != 0)
+        return kiln_err_set(err, KILN_ESTORE, "cannot open the database in %s", c->cfg.home);
     char *src = NULL;
     size_t len;
-    struct kiln_err err = { 0 };
-    int rc = cmd_find_dag(st, c->cfg.dags, dag_id, &d, &src, &len, &err);
+    int rc = cmd_find_dag(st, c->cfg.dags, dag_id, out, &src, &len, err);
     store_close(st);
     free(src);
+    return rc;
+}
+
+static int dags_show(struct cli *c, const char *dag_id)
+{
+    struct dag *d = NULL;
+    struct kiln_err err = { 0 };
+    int rc = load_dag(c, dag_id, &d, &err);
     if (rc < 0) {
         fprintf(stderr, "kiln: %s\n", err.msg);
         return cli_exit_code(rc);
@@ -493,17 +500,9 @@ static int dags_next(struct cli *c, int argc, char **argv)
         fprintf(stderr, "usage: kiln dags next DAG [-n N]\n");
         return EXIT_USAGE;
     }
-    struct store *st = NULL;
-    int code = cli_open_store(c, &st);
-    if (code)
-        return code;
     struct dag *d = NULL;
-    char *src = NULL;
-    size_t len;
     struct kiln_err err = { 0 };
-    int rc = cmd_find_dag(st, c->cfg.dags, dag_id, &d, &src, &len, &err);
-    store_close(st);
-    free(src);
+    int rc = load_dag(c, dag_id, &d, &err);
     struct schedule s = { 0 };
     if (rc == 0)
         rc = schedule_from_dag(d, &s, &err);

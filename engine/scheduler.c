@@ -386,12 +386,6 @@ static void txn(struct sched *s)
         LOG_E("store: %s", err.msg);
 }
 
-char *sched_log_path(const char *home, const char *dag_id, const char *run_id,
-                     const char *task_id, int try_number)
-{
-    return xasprintf("%s/logs/%s/%s/%s.%d.log", home, dag_id, run_id, task_id, try_number);
-}
-
 /* Formats the log path of a try into buf (no allocation: this runs for
  * every transition while an observer is attached). */
 static const char *log_path_into(char *buf, size_t n, const struct sched *s, const struct sti *ti,
@@ -1951,14 +1945,6 @@ void sched_set_observer(struct sched *s, sched_event_cb cb, void *arg)
 {
     s->observer = cb;
     s->observer_arg = arg;
-}
-
-size_t sched_active_runs(const struct sched *s)
-{
-    size_t n = 0;
-    for (const struct srun *r = s->runs; r; r = r->next)
-        n++;
-    return n;
 }
 
 bool sched_run_finished(struct sched *s, int64_t run_pk, enum run_state *state)

@@ -86,8 +86,6 @@ int sched_cancel_run(struct sched *s, int64_t run_pk, const char *reason, struct
 /* Dispatches what is ready, commits, and starts the recorded tries. */
 int sched_flush(struct sched *s, struct kiln_err *err);
 
-/* Number of runs in memory that are not finished. */
-size_t sched_active_runs(const struct sched *s);
 /* Whether run_pk is finished; fills its final state. */
 bool sched_run_finished(struct sched *s, int64_t run_pk, enum run_state *state);
 
@@ -104,8 +102,5 @@ void sched_get_stats(const struct sched *s, struct sched_stats *out);
 void sched_close(struct sched *s, void (*done)(void *arg), void *arg);
 void sched_free(struct sched *s);
 
-/* The log file of a try: HOME/logs/DAG/RUN/TASK.TRY.log (caller frees). */
-char *sched_log_path(const char *home, const char *dag_id, const char *run_id,
-                     const char *task_id, int try_number);
 
 #endif
