@@ -43,7 +43,7 @@ case "${1:-}" in
 demo)
     install_missing
     build build
-    echo "dev.sh: kiln serve on dags/ (state in .kiln/; Ctrl-C stops it)"
+    echo "dev.sh: kiln serve on dags/, UI on http://127.0.0.1:8080 (state in .kiln/; Ctrl-C stops it)"
     echo "dev.sh: try, in another terminal:  build/kiln dags trigger etl_fanout --wait"
     exec build/kiln serve --home .kiln --dags dags
     ;;
