@@ -7,7 +7,10 @@
 #   train: kiln-train (L-BFGS, CPU) + kiln-eval vs StandardScaler +
 #          LogisticRegression(lbfgs) on ROWS x 32 (first 80% train, last 20% test;
 #          the same files for both); both accuracies are printed and must agree
-#          within 0.01.
+#          within 0.01.  An extra line (not the comparison) times kiln-train +
+#          kiln-eval on the same rows as kcol files, converted beforehand.
+# Both kiln programs run with --device cpu (a CUDA build would take a visible
+# GPU otherwise: bench/bench_gpu.sh measures that).
 # Timed: whole processes, from start to exit, CSV reading (and for clean, CSV
 # writing) included on both sides; python's start and imports are inside the
 # pandas/sklearn times (about 1 s: printed as "py-start").  The data is
@@ -28,6 +31,9 @@ ntest=$((rows / 5))
 head -n $((rows - ntest + 1)) "$d/all.csv" > "$d/train.csv"
 { head -n 1 "$d/all.csv"; tail -n "$ntest" "$d/all.csv"; } > "$d/test.csv"
 rm -f "$d/all.csv"
+# the same train/test rows as kcol, for the extra (not headline) kcol line
+"$build/tasks/clean/kiln-clean" "$d/train.csv" -o "$d/train.kcol" --device cpu > /dev/null 2>&1
+"$build/tasks/clean/kiln-clean" "$d/test.csv" -o "$d/test.kcol" --device cpu > /dev/null 2>&1
 
 cat > "$d/clean.py" <<'PYEOF'
 import sys, pandas as pd
@@ -74,14 +80,14 @@ CLEAN=$build/tasks/clean/kiln-clean TRAIN=$build/tasks/train/kiln-train EVAL=$bu
 i=1
 while [ "$i" -le "$pairs" ]; do
     t0=$(now)
-    "$CLEAN" "$d/clean.csv" -o "$d/k.csv" --dedup --impute mean --clip zscore:3 --scale standard --onehot 10 > /dev/null 2>&1
+    "$CLEAN" "$d/clean.csv" -o "$d/k.csv" --device cpu --dedup --impute mean --clip zscore:3 --scale standard --onehot 10 > /dev/null 2>&1
     t1=$(now)
     $PY "$d/clean.py" "$d/clean.csv" "$d/p.csv"
     t2=$(now)
     kc=$(echo "$t1 - $t0" | bc); pc=$(echo "$t2 - $t1" | bc)
     echo "pair $i clean: kiln-clean ${kc}s pandas ${pc}s ratio(pandas/kiln) $(echo "scale=2; $pc / $kc" | bc)"
     t0=$(now)
-    "$TRAIN" --data "$d/train.csv" --out "$d/model.json" --quiet > /dev/null
+    "$TRAIN" --data "$d/train.csv" --out "$d/model.json" --device cpu --quiet > /dev/null
     KILN_OUTPUTS="$d/eval.json" "$EVAL" --model "$d/model.json" --data "$d/test.csv" > /dev/null
     t1=$(now)
     sacc=$($PY "$d/train.py" "$d/train.csv" "$d/test.csv")
@@ -90,5 +96,12 @@ while [ "$i" -le "$pairs" ]; do
     kt=$(echo "$t1 - $t0" | bc); st=$(echo "$t2 - $t1" | bc)
     agree=$(awk -v a="$kacc" -v b="$sacc" 'BEGIN { d = a - b; if (d < 0) d = -d; print (d <= 0.01 ? "agree" : "DISAGREE") }')
     echo "pair $i train: kiln-train+eval ${kt}s (accuracy $kacc) sklearn ${st}s (accuracy $sacc; $agree) ratio(sklearn/kiln) $(echo "scale=2; $st / $kt" | bc)"
+    t0=$(now)
+    "$TRAIN" --data "$d/train.kcol" --out "$d/model.kcol.json" --device cpu --quiet > /dev/null
+    KILN_OUTPUTS="$d/eval.kcol.json" "$EVAL" --model "$d/model.kcol.json" --data "$d/test.kcol" > /dev/null
+    t1=$(now)
+    kacc2=$($PY -c 'import json,sys; print("%.6f" % json.load(open(sys.argv[1]))["accuracy"])' "$d/eval.kcol.json")
+    kt2=$(echo "$t1 - $t0" | bc)
+    echo "pair $i train (extra, not the comparison): kiln-train+eval reading kcol ${kt2}s (accuracy $kacc2; files converted by kiln-clean beforehand, untimed)"
     i=$((i + 1))
 done

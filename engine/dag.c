@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kube_spec.h"
 #include "template.h"
 #include "util.h"
 
@@ -230,6 +231,7 @@ static void task_free(struct dag_task *t)
     free(t->cwd);
     free(t->pool);
     free(t->executor);
+    kube_spec_free(t->kube);
     for (size_t i = 0; i < t->n_deps; i++)
         free(t->deps[i]);
     free(t->deps);

@@ -15,6 +15,8 @@
 
 #include "err.h"
 
+struct kube_task_spec;          /* executors/kube_pod.h */
+
 /* Airflow's eleven trigger rules, in a fixed order (stored as text). */
 enum trigger_rule {
     TR_ALL_SUCCESS = 0,
@@ -98,6 +100,9 @@ struct dag_task {
     int pool_slots;              /* slots one try takes, >= 1 */
     char *executor;              /* never NULL after finalize ("local") */
     int skip_exit_code;
+    struct kube_task_spec *kube; /* the `kubernetes:` block merged over the default
+                                  * block's, parsed (kube_spec.h); NULL: none.  Owned.
+                                  * command, env and timeout_s are left to the executor */
 
     char **deps;                 /* dependency ids as written */
     struct dag_pos *dep_pos;     /* where each one was written */

@@ -22,6 +22,7 @@
  * down creates what it missed at start (every interval with catchup, the
  * latest one without). */
 #include "engine.h"
+#include "engine_kube.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -88,6 +89,7 @@ struct engine {
     uv_timer_t sched_timer;
     bool sched_timer_on;
     struct http_server *http;   /* NULL: HTTP disabled (port 0) */
+    struct engine_kube *kube;   /* NULL: Kubernetes not configured */
 };
 
 char *home_path(const char *home, const char *name)
@@ -399,13 +401,19 @@ int engine_open(struct engine **out, uv_loop_t *loop, const struct engine_opts *
     free(dbp);
     if (rc < 0)
         goto fail;
+    struct sched_pool *pools;
+    size_t n_pools;
+    engine_kube_pools(o->cfg, &pools, &n_pools);
     struct sched_config sc = {
-        .home = o->cfg->home, .parallelism = o->cfg->parallelism, .pools = o->cfg->pools,
-        .n_pools = o->cfg->n_pools, .kill_grace_ms = o->cfg->kill_grace_ms,
+        .home = o->cfg->home, .parallelism = o->cfg->parallelism, .pools = pools,
+        .n_pools = n_pools, .kill_grace_ms = o->cfg->kill_grace_ms,
         .executor_override = strcmp(o->cfg->executor, "noop") == 0 ? "noop" : NULL,
-        .base_env = environ,
+        .base_env = environ, .infra_retries = o->cfg->infra_retries,
+        .infra_retry_delay_ms = o->cfg->infra_retry_delay_ms,
     };
-    if ((rc = sched_new(&e->sched, loop, e->st, &sc, err)) < 0)
+    rc = sched_new(&e->sched, loop, e->st, &sc, err);
+    free(pools);
+    if (rc < 0)
         goto fail;
     /* With every task on the no-op executor (benchmarks) no shepherd is
      * needed, so none is started. */
@@ -416,6 +424,9 @@ int engine_open(struct engine **out, uv_loop_t *loop, const struct engine_opts *
     }
     exec_noop_new(&e->noop, loop);
     sched_add_executor(e->sched, "noop", e->noop);
+    if (!sc.executor_override &&
+        (rc = engine_kube_open(&e->kube, loop, o->cfg, e->sched, err)) < 0)
+        goto fail;
     if (o->daemon) {
         if ((rc = open_nudge_socket(e, err)) < 0)
             goto fail;
@@ -781,6 +792,8 @@ void engine_stop(struct engine *e)
     if (e->noop)
         e->noop->ops->close(e->noop, on_exec_closed);
     e->local = e->noop = NULL;
+    engine_kube_close(e->kube);
+    e->kube = NULL;
 }
 
 void engine_free(struct engine *e)

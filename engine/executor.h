@@ -24,6 +24,8 @@
 
 #include "err.h"
 
+struct kube_task_spec;
+
 struct exec_spec {
     int64_t try_id;
     const char *dag_id;
@@ -34,6 +36,11 @@ struct exec_spec {
     char *const *envp;          /* complete environment, NULL-terminated */
     const char *cwd;            /* NULL: inherit */
     const char *log_path;       /* stdout+stderr, appended */
+    /* For executors whose tasks do not inherit the daemon's environment
+     * (pods): only kiln's KILN_* variables and the task's own env. */
+    char *const *task_env;      /* NULL-terminated */
+    const struct kube_task_spec *kube;  /* the task's kubernetes block, or NULL */
+    int64_t timeout_ms;         /* the task's timeout, 0: none */
 };
 
 struct exec_result {
@@ -43,8 +50,11 @@ struct exec_result {
     bool lost;                  /* the process is gone and its status unknown */
     bool never_started;         /* adopt(): provably never started */
     bool spawn_failed;          /* start(): the command could not be executed */
+    bool infra;                 /* an infrastructure failure (eviction, node loss, API
+                                 * errors, image pull): it counts against the separate
+                                 * infrastructure retry budget, not the task's retries */
     int64_t start_us, end_us;   /* wall clock; 0 if unknown */
-    char reason[256];           /* human-readable detail, may be empty */
+    char reason[400];           /* human-readable detail, may be empty */
 };
 
 struct executor;
@@ -63,6 +73,10 @@ struct executor_ops {
     /* Stops accepting work; running tries keep running (they are adopted by
      * the next daemon).  Calls done_cb once all handles are closed. */
     void (*close)(struct executor *ex, void (*done_cb)(struct executor *ex));
+    /* Optional: recovery has called adopt() for every try it still wants;
+     * whatever else the executor finds of its own is orphaned (the
+     * Kubernetes executor deletes such pods). */
+    void (*adopt_done)(struct executor *ex);
 };
 
 /* Base struct, embedded first in each executor. */

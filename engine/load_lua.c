@@ -58,6 +58,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "kube_spec.h"
 #include "load_yaml.h"
 #include "schedule.h"
 #include "util.h"
@@ -869,6 +870,176 @@ static void apply_task_table(lua_State *L, struct lctx *c, const char *who, stru
     }
 }
 
+/* --- the kubernetes block ---------------------------------------------------- */
+
+#define KUBE_MAX_VALUES 20000
+
+struct kconv {
+    size_t left;                 /* values still allowed */
+    char path[512];              /* where the bad value is */
+    char why[200];
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sets path to parent + ".key" or "[i]" (i 0-based, as kube_spec reports). */
+static void kpath(char *out, size_t n, const char *parent, const char *key, lua_Integer i)
+{
+    if (key)
+        snprintf(out, n, "%.*s%s%s", 400, parent, *parent ? "." : "", key);
+    else
+        snprintf(out, n, "%.*s[%lld]", 400, parent, (long long)i - 1);
+}
+
+/* The Lua value at idx as JSON: a list table (keys 1..n) is an array, any
+ * other table an object with string keys (sorted, so messages do not depend
+ * on table order), {} an empty object (kube_spec takes it for a list too).
+ * Never raises, so nothing it allocated can leak: on error it returns NULL
+ * with k->why and k->path set. */
+static json_object *lua_json(lua_State *L, int idx, struct kconv *k, const char *path, int depth,
+                             bool *bad)
+{
+    idx = lua_absindex(L, idx);
+    if (k->left == 0 || depth > 64 || !lua_checkstack(L, 4)) {
+        snprintf(k->path, sizeof k->path, "%s", path);
+        snprintf(k->why, sizeof k->why, "too many or too deeply nested values");
+        *bad = true;
+        return NULL;
+    }
+    k->left--;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: return NULL;
+    case LUA_TBOOLEAN: return json_object_new_boolean(lua_toboolean(L, idx));
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            return json_object_new_int64((int64_t)lua_tointeger(L, idx));
+        /* With tostring()'s text, so cpu = 0.1 is "0.1", not 0.10000000000000001. */
+        char nb[64];
+        number_text(L, idx, nb, sizeof nb);
+        return json_object_new_double_s((double)lua_tonumber(L, idx), nb);
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        if (strlen(s) != len || len > INT_MAX) {
+            snprintf(k->path, sizeof k->path, "%s", path);
+            snprintf(k->why, sizeof k->why, "must not contain a NUL character");
+            *bad = true;
+            return NULL;
+        }
+        return json_object_new_string_len(s, (int)len);
+    }
+    case LUA_TTABLE: break;
+    default:
+        snprintf(k->path, sizeof k->path, "%s", path);
+        snprintf(k->why, sizeof k->why, "must be a string, number, boolean or table, got %s",
+                 lua_typename(L, lua_type(L, idx)));
+        *bad = true;
+        return NULL;
+    }
+    char sub[512];
+    lua_Integer n = list_len(L, idx);
+    if (n > 0) {
+        json_object *a = json_object_new_array();
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, i);
+            kpath(sub, sizeof sub, path, NULL, i);
+            json_object *e = lua_json(L, -1, k, sub, depth + 1, bad);
+            lua_pop(L, 1);
+            if (*bad) {
+                json_object_put(a);
+                return NULL;
+            }
+            json_object_array_add(a, e);
+        }
+        return a;
+    }
+    json_object *o = json_object_new_object();
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            snprintf(k->path, sizeof k->path, "%s", path);
+            snprintf(k->why, sizeof k->why, "a table here is a list (1, 2, ...) or a map with "
+                     "names as keys, not both");
+            lua_pop(L, 2);
+            json_object_put(o);
+            *bad = true;
+            return NULL;
+        }
+        const char *key = lua_tostring(L, -2);
+        kpath(sub, sizeof sub, path, key, 0);
+        json_object *e = lua_json(L, -1, k, sub, depth + 1, bad);
+        lua_pop(L, 1);
+        if (*bad) {
+            lua_pop(L, 1);
+            json_object_put(o);
+            return NULL;
+        }
+        json_object_object_add(o, key, e);
+    }
+    size_t nk = (size_t)json_object_object_length(o);
+    if (nk < 2)
+        return o;
+    const char **keys = xcalloc(nk, sizeof *keys);
+    size_t i = 0;
+    json_object_object_foreach(o, ok, ov) {
+        (void)ov;
+        keys[i++] = ok;
+    }
+    qsort(keys, nk, sizeof *keys, cmp_str);
+    json_object *sorted = json_object_new_object();
+    for (i = 0; i < nk; i++)
+        json_object_object_add(sorted, keys[i], json_object_get(json_object_object_get(o, keys[i])));
+    free(keys);
+    json_object_put(o);
+    return sorted;
+}
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? xstrndup(path, (size_t)(slash - path) + (slash == path)) : xstrdup(".");
+}
+
+/* A kubernetes table (at v, or none when v is 0) merged over the default
+ * block's (JSON text, or NULL), parsed into t->kube, then the checks of
+ * kube_spec_check_task.  Raises the error at the task's line. */
+static void load_kube(lua_State *L, struct lctx *c, const char *who, struct dag_task *t,
+                      const char *dag_id, int v, const char *def_text)
+{
+    if (v || def_text) {
+        json_object *tj = NULL, *dj = NULL;
+        if (v) {
+            struct kconv k = {.left = KUBE_MAX_VALUES};
+            bool bad = false;
+            tj = lua_json(L, v, &k, "", 0, &bad);
+            if (bad)
+                lfail(L, who, "kubernetes%s%s: %s", *k.path ? "." : "", k.path, k.why);
+        }
+        if (def_text)
+            dj = json_tokener_parse(def_text);
+        json_object *m = kube_spec_merge(dj, tj);
+        size_t bytes = m ? strlen(json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN)) : 0;
+        json_object_put(tj);
+        json_object_put(dj);
+        char where[512];
+        struct kiln_err e = {0};
+        char *dir = dir_of(c->path);
+        int rc = kube_spec_parse(m, dir, &t->kube, where, sizeof where, &e);
+        free(dir);
+        json_object_put(m);
+        if (rc)
+            lfail(L, who, "kubernetes%s%s: %s", *where ? "." : "", where, e.msg);
+        /* The spec holds about the block's text, in pieces. */
+        charge_model(L, c, 2 * bytes + 256);
+    }
+    struct kiln_err e = {0};
+    if (kube_spec_check_task(t, dag_id, &e))
+        lfail(L, who, "%s", e.msg);
+}
+
 static size_t str_bytes(const char *s)
 {
     return s ? strlen(s) + 1 + 16 : 0;
@@ -944,18 +1115,31 @@ static int l_task(lua_State *L)
     bool seen[DTK__COUNT] = {false};
     apply_task_table(L, c, who, t, 2, seen);
     lua_getiuservalue(L, 1, 1);
+    const char *def_kube = NULL;
     if (lua_type(L, -1) == LUA_TTABLE) {
         int def = lua_gettop(L);
         for (int k = 0; k < DTK__COUNT; k++) {
+            /* The default kubernetes block is frozen as JSON text (load_default)
+             * and merged under the task's below. */
+            if (k == DTK_KUBERNETES) {
+                if (raw_field(L, def, dag_task_keys[k]) == LUA_TSTRING)
+                    def_kube = lua_tostring(L, -1);    /* the default table keeps it alive */
+                lua_pop(L, 1);
+                continue;
+            }
             if (!seen[k] && raw_field(L, def, dag_task_keys[k]) != LUA_TNIL)
                 apply_task_key(L, c, who, t, (enum dag_task_key)k, lua_gettop(L));
             if (!seen[k])
                 lua_pop(L, 1);
         }
     }
-    lua_pop(L, 1);
     if (t->argc == 0)
         lfail(L, NULL, "task '%s' has no 'command'", id);
+    int kv = 0;
+    if (raw_field(L, 2, dag_task_keys[DTK_KUBERNETES]) == LUA_TTABLE)
+        kv = lua_gettop(L);
+    load_kube(L, c, who, t, ld->d->id, kv, def_kube);
+    lua_pop(L, 2);
     charge_model(L, c, task_bytes(t));
 
     struct dag_task *dst = dag_add_task(ld->d, id, t->pos);
@@ -1006,6 +1190,33 @@ static void load_default(lua_State *L, struct lctx *c, int v)
         lua_pushvalue(L, -2);
         lua_insert(L, -2);
         lua_rawset(L, copy);
+    }
+    /* The kubernetes block nests deeper than the copy above: freeze it as
+     * JSON text, checked alone (tasks may add the image). */
+    if (raw_field(L, v, dag_task_keys[DTK_KUBERNETES]) == LUA_TTABLE) {
+        struct kconv k = {.left = KUBE_MAX_VALUES};
+        bool bad = false;
+        json_object *j = lua_json(L, -1, &k, "", 0, &bad);
+        if (bad)
+            lfail(L, who, "kubernetes%s%s: %s", *k.path ? "." : "", k.path, k.why);
+        struct kiln_err e = {0};
+        char where[512];
+        struct kube_task_spec *ks = NULL;
+        int rc = kube_spec_parse(j, NULL, &ks, where, sizeof where, &e);
+        kube_spec_free(ks);
+        if (rc) {
+            json_object_put(j);
+            lfail(L, who, "kubernetes%s%s: %s", *where ? "." : "", where, e.msg);
+        }
+        char *text = xstrdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+        json_object_put(j);
+        lua_pop(L, 1);
+        lua_pushstring(L, dag_task_keys[DTK_KUBERNETES]);
+        lua_pushstring(L, text);
+        free(text);
+        lua_rawset(L, copy);
+    } else {
+        lua_pop(L, 1);
     }
 }
 

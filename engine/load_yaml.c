@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "kube_spec.h"
 #include "schedule.h"
 #include "util.h"
 
@@ -724,8 +725,8 @@ static int apply_task_key(struct ctx *c, struct dag_task *t, enum dag_task_key k
         return rc;
     }
     case DTK_KUBERNETES:
-        /* The pod spec is read by the Kubernetes executor's own parser; here
-         * only its shape is checked. */
+        /* Only the shape here: the block merges with the default block's
+         * and is parsed once the task is complete (load_kube). */
         if (!is_null(v) && v->type != YAML_MAPPING_NODE)
             return fail(c, v, KILN_EINVALID, "'kubernetes' must be a map, got %s",
                         describe(v, buf, sizeof buf));
@@ -762,7 +763,130 @@ struct defaults {
     const yaml_node_t *map; /* NULL: no default block */
     int *keys;
     size_t n;
+    const yaml_node_t *kube; /* its kubernetes block, or NULL */
 };
+
+/* --- the kubernetes block ---------------------------------------------------- */
+
+#define KUBE_MAX_NODES 20000
+
+/* Keys in the block: plain text, once per map, at any depth (the JSON the
+ * block becomes could not tell a repeated key). */
+static int check_block_keys(struct ctx *c, const yaml_node_t *n, int depth)
+{
+    int rc = 0;
+    if (depth > 64)
+        return fail(c, n, KILN_EINVALID, "kubernetes: nested too deeply");
+    if (n->type == YAML_SEQUENCE_NODE) {
+        for (yaml_node_item_t *i = n->data.sequence.items.start;
+             i < n->data.sequence.items.top && !rc; i++)
+            rc = check_block_keys(c, get(c, *i), depth + 1);
+    } else if (n->type == YAML_MAPPING_NODE) {
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+             p < n->data.mapping.pairs.top && !rc; p++)
+            if (!(rc = check_key(c, get(c, p->key), "keys")) && !(rc = check_dup(c, n, p)))
+                rc = check_block_keys(c, get(c, p->value), depth + 1);
+    }
+    return rc;
+}
+
+/* The node at `path` ("resources.limits.memory", "volumes[1].name") below
+ * the block node n, or NULL where the path leaves what was written.  Keys
+ * may hold dots (node_selector: {nvidia.com/gpu.present: "true"}), so at
+ * each map the longest key that fits wins. */
+static const yaml_node_t *node_at(struct ctx *c, const yaml_node_t *n, const char *path,
+                                  bool want_key)
+{
+    while (n && *path) {
+        if (*path == '.') {
+            path++;
+            continue;
+        }
+        if (*path == '[') {
+            char *end;
+            unsigned long i = strtoul(path + 1, &end, 10);
+            if (n->type != YAML_SEQUENCE_NODE || *end != ']' ||
+                i >= (unsigned long)(n->data.sequence.items.top - n->data.sequence.items.start))
+                return NULL;
+            n = get(c, n->data.sequence.items.start[i]);
+            path = end + 1;
+            continue;
+        }
+        if (n->type != YAML_MAPPING_NODE)
+            return NULL;
+        const yaml_node_t *best = NULL;
+        size_t best_len = 0;
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+             p++) {
+            const yaml_node_t *k = get(c, p->key);
+            size_t kl = k->data.scalar.length;
+            if (kl > best_len && strncmp(path, sval(k), kl) == 0 &&
+                (path[kl] == 0 || path[kl] == '.' || path[kl] == '['))
+                best = get(c, want_key && path[kl] == 0 ? p->key : p->value), best_len = kl;
+        }
+        n = best;
+        path += best_len;
+    }
+    return n;
+}
+
+static json_object *block_json(struct ctx *c, const yaml_node_t *n, int *rc)
+{
+    struct kiln_err e = {0};
+    json_object *o = kube_yaml_to_json(c->doc, (yaml_node_t *)n, KUBE_MAX_NODES, &e);
+    *rc = e.code ? fail(c, n, KILN_EINVALID, "kubernetes: %s", e.msg) : 0;
+    return o;
+}
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? xstrndup(path, (size_t)(slash - path) + (slash == path)) : xstrdup(".");
+}
+
+/* Parses a task's block merged over the default block's into t->kube
+ * (task_n / def_n: the block nodes, either NULL), then the checks of
+ * kube_spec_check_task.  who: "task 'x'" or "default". */
+static int load_kube(struct ctx *c, struct dag *d, struct dag_task *t, const char *who,
+                     const yaml_node_t *at, const yaml_node_t *task_n, const yaml_node_t *def_n)
+{
+    if (task_n && is_null(task_n))
+        task_n = NULL;
+    if (def_n && is_null(def_n))
+        def_n = NULL;
+    int rc = 0;
+    if (task_n || def_n) {
+        if ((task_n && (rc = check_block_keys(c, task_n, 0))) ||
+            (def_n && (rc = check_block_keys(c, def_n, 0))))
+            return rc;
+        json_object *tj = task_n ? block_json(c, task_n, &rc) : NULL;
+        json_object *dj = !rc && def_n ? block_json(c, def_n, &rc) : NULL;
+        json_object *m = rc ? NULL : kube_spec_merge(dj, tj);
+        json_object_put(tj);
+        json_object_put(dj);
+        if (rc)
+            return rc;
+        char where[512];
+        struct kiln_err e = {0};
+        char *dir = dir_of(d->path);
+        rc = kube_spec_parse(m, dir, &t->kube, where, sizeof where, &e);
+        free(dir);
+        json_object_put(m);
+        if (rc) {
+            /* The task's value wins the merge, so look there first. */
+            bool key = strncmp(e.msg, "unknown key", 11) == 0;
+            const yaml_node_t *n = task_n ? node_at(c, task_n, where, key) : NULL;
+            if (!n && def_n)
+                n = node_at(c, def_n, where, key);
+            return fail(c, n ? n : task_n ? task_n : at, rc, "%s: kubernetes%s%s: %s", who,
+                        *where ? "." : "", where, e.msg);
+        }
+    }
+    struct kiln_err e = {0};
+    if ((rc = kube_spec_check_task(t, d->id, &e)))
+        return fail(c, task_n ? task_n : at, rc, "%s: %s", who, e.msg);
+    return 0;
+}
 
 static size_t map_len(const yaml_node_t *m)
 {
@@ -790,8 +914,16 @@ static int load_defaults(struct ctx *c, const char *path, const yaml_node_t *v,
     struct dag_task *t = dag_add_task(scratch, "default", node_pos(v));
     size_t i = 0;
     for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top && !rc;
-         p++, i++)
+         p++, i++) {
         rc = apply_task_key(c, t, (enum dag_task_key)def->keys[i], get(c, p->value));
+        if (def->keys[i] == DTK_KUBERNETES)
+            def->kube = get(c, p->value);
+    }
+    /* The block alone (no image check: tasks may add the image). */
+    free(t->executor);
+    t->executor = NULL;
+    if (rc == 0 && def->kube)
+        rc = load_kube(c, scratch, t, "default", v, NULL, def->kube);
     dag_free(scratch);
     return rc;
 }
@@ -817,19 +949,25 @@ static int load_task(struct ctx *c, struct dag *d, const yaml_node_t *k, const y
     snprintf(where, sizeof where, "task '%s'", id);
     rc = check_task_keys(c, v, where, keys);
     bool seen[DTK__COUNT] = {false};
+    const yaml_node_t *kube_n = NULL;
     size_t i = 0;
     for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top && !rc;
          p++, i++) {
         seen[keys[i]] = true;
         rc = apply_task_key(c, t, (enum dag_task_key)keys[i], get(c, p->value));
+        if (keys[i] == DTK_KUBERNETES)
+            kube_n = get(c, p->value);
     }
     free(keys);
+    /* The kubernetes block merges with the default one (load_kube). */
     for (i = 0; i < def->n && !rc; i++)
-        if (!seen[def->keys[i]])
+        if (!seen[def->keys[i]] && def->keys[i] != DTK_KUBERNETES)
             rc = apply_task_key(c, t, (enum dag_task_key)def->keys[i],
                                 get(c, def->map->data.mapping.pairs.start[i].value));
     if (rc == 0 && t->argc == 0)
         rc = fail(c, k, KILN_EINVALID, "task '%s' has no 'command'", id);
+    if (rc == 0)
+        rc = load_kube(c, d, t, where, k, kube_n, def->kube);
     return rc;
 }
 
@@ -981,7 +1119,7 @@ static int load_root(struct ctx *c, struct dag *d, const yaml_node_t *root)
     if (tasks == NULL)
         return fail(c, root, KILN_EINVALID, "missing 'tasks': a DAG needs at least one task");
 
-    struct defaults def = {NULL, NULL, 0};
+    struct defaults def = {NULL, NULL, 0, NULL};
     if (defaults)
         rc = load_defaults(c, d->path, defaults, &def);
     if (rc == 0)

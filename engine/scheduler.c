@@ -793,6 +793,9 @@ static void describe_failure(const struct sti *ti, const struct exec_result *res
         snprintf(buf, n, "timed out after %s", d);
     } else if (res->lost || res->spawn_failed) {
         snprintf(buf, n, "%s", res->reason[0] ? res->reason : "task process lost");
+    } else if (res->reason[0] && !res->term_signal) {
+        /* The executor knows better than the exit code (a pod's OOMKilled). */
+        snprintf(buf, n, "%s", res->reason);
     } else if (res->term_signal) {
         snprintf(buf, n, "killed by signal %d (SIG%s)", res->term_signal,
                  sigabbrev_np(res->term_signal) ? sigabbrev_np(res->term_signal) : "?");
@@ -822,7 +825,7 @@ static void on_done(void *arg, const struct exec_result *res)
     char reason[512] = "";
     char out_err[160] = "";
     enum ti_state to;
-    bool failed_try = false;
+    bool failed_try = false, infra_retry = false;
     if (!res->lost && !res->spawn_failed && res->term_signal == 0 && !ti->timed_out &&
         res->exit_code == 0) {
         to = TI_SUCCESS;
@@ -833,6 +836,17 @@ static void on_done(void *arg, const struct exec_result *res)
     } else {
         failed_try = true;
         describe_failure(ti, res, reason, sizeof reason);
+        if (res->infra && !ti->timed_out && ti->infra_failures < s->cfg.infra_retries) {
+            infra_retry = true;
+            /* The infrastructure failed, not the task: retry it without
+             * spending one of the task's own retries, up to its own budget. */
+            ti->infra_failures++;
+            ti->max_tries++;
+            size_t l = strlen(reason);
+            snprintf(reason + l, sizeof reason - l,
+                     " (infrastructure failure %d of %d allowed; retrying)", ti->infra_failures,
+                     s->cfg.infra_retries);
+        }
         to = ti->try_number < ti->max_tries ? TI_UP_FOR_RETRY : TI_FAILED;
     }
     char *outputs = read_outputs(s, ti, out_err, sizeof out_err);
@@ -854,7 +868,8 @@ static void on_done(void *arg, const struct exec_result *res)
     try_forget(s, ti);
     release_slots(s, ti);
     if (to == TI_UP_FOR_RETRY)
-        ti->retry_at_us = now_us() + dag_retry_delay_ms(t, ti->try_number + 1) * 1000;
+        ti->retry_at_us = now_us() + (infra_retry ? s->cfg.infra_retry_delay_ms
+                                      : dag_retry_delay_ms(t, ti->try_number + 1)) * 1000;
     ti->timed_out = false;
     ti_set(s, ti, to, reason[0] ? reason : NULL);
     drain_work(s);
@@ -946,8 +961,10 @@ static void dispatch(struct sched *s)
         struct executor *ex = ti_executor(s, t);
         if (!ex) {
             char why[300];
-            snprintf(why, sizeof why, "executor '%s' is not available in this daemon",
-                     s->cfg.executor_override ? s->cfg.executor_override : t->executor);
+            const char *name = s->cfg.executor_override ? s->cfg.executor_override : t->executor;
+            snprintf(why, sizeof why, "executor '%s' is not available in this daemon%s", name,
+                     strcmp(name, "kubernetes") == 0
+                         ? " (set kube_config or KUBECONFIG, or run kiln in a pod)" : "");
             fail_now(s, ti, why);
             continue;
         }
@@ -1137,6 +1154,7 @@ static int spec_build(struct sched *s, struct sti *ti, struct spec_buf *b, char 
         if (!overridden)
             b->env[n++] = s->base_env[i];
     }
+    size_t own0 = n;
     for (size_t i = 2; i < k; i++)
         b->env[n++] = base + off[i];
     for (const char *p = base + task_env0; rc == 0 && p < base + task_env_end; p += strlen(p) + 1)
@@ -1151,6 +1169,7 @@ static int spec_build(struct sched *s, struct sti *ti, struct spec_buf *b, char 
         .try_id = ti->try_pk, .dag_id = r->sd->dag_id, .run_id = r->run_id, .task_id = t->id,
         .try_number = ti->try_number, .argv = b->argv, .envp = (char *const *)b->env,
         .cwd = base + off[1], .log_path = base + off[0],
+        .task_env = (char *const *)&b->env[own0], .kube = t->kube, .timeout_ms = t->timeout_ms,
     };
     return rc;
 }
@@ -1669,6 +1688,9 @@ int sched_recover(struct sched *s, struct kiln_err *err)
     free(l.v);
     if (l.n)
         LOG_I("recovered %zu unfinished run(s)", l.n);
+    for (size_t i = 0; !s->cfg.offline && i < s->n_execs; i++)
+        if (s->execs[i].ex->ops->adopt_done)
+            s->execs[i].ex->ops->adopt_done(s->execs[i].ex);
     return rc;
 }
 
@@ -1766,6 +1788,7 @@ int sched_clear(struct sched *s, int64_t run_pk, const char *const *task_ids, si
         struct sti *ti = &r->tis[i];
         /* Clearing grants the task its full retry budget again. */
         ti->max_tries = ti->try_number + r->dag->tasks[i].retries + 1;
+        ti->infra_failures = 0;
         if ((rc = ti_user_set(s, ti, TI_NONE, NULL, err)) < 0)
             goto out;
     }
@@ -1895,6 +1918,12 @@ int sched_new(struct sched **out, uv_loop_t *loop, struct store *st,
         s->cfg.parallelism = 32;
     if (s->cfg.kill_grace_ms <= 0)
         s->cfg.kill_grace_ms = 5000;
+    if (s->cfg.infra_retry_delay_ms <= 0)
+        s->cfg.infra_retry_delay_ms = 10000;
+    if (s->cfg.infra_retries == 0)
+        s->cfg.infra_retries = 3;
+    else if (s->cfg.infra_retries < 0)
+        s->cfg.infra_retries = 0;
     s->home = xstrdup(cfg->home);
     s->cfg.home = s->home;
     base_env_init(s);
@@ -1939,6 +1968,19 @@ void sched_add_executor(struct sched *s, const char *name, struct executor *ex)
     ex->on_started = on_started;
     ex->on_done = on_done;
     ex->cb_arg = s;
+}
+
+int sched_set_pool_slots(struct sched *s, const char *name, int slots)
+{
+    struct spool *p = pool_get(s, name);
+    if (!p || slots < 0)
+        return KILN_ENOTFOUND;
+    int grown = slots - p->slots;
+    p->slots = slots;
+    if (grown > 0)
+        sd_release_parked(s, &p->parked, grown);
+    mark_dirty(s);
+    return 0;
 }
 
 void sched_set_observer(struct sched *s, sched_event_cb cb, void *arg)

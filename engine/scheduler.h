@@ -41,6 +41,9 @@ struct sched_config {
     const char *executor_override; /* run every task on this executor (benchmarks) */
     char *const *base_env;       /* environment every task starts from */
     bool offline;                /* apply user actions only: no executors, no dispatch */
+    int infra_retries;           /* infrastructure failures retried per task instance
+                                  * beyond its own retries (default 3; < 0: none) */
+    int64_t infra_retry_delay_ms;  /* before such a retry (default 10 s) */
 };
 
 /* Notifications for observers (the progress view, later the web UI). */
@@ -62,6 +65,9 @@ int sched_new(struct sched **out, uv_loop_t *loop, struct store *st,
 /* Borrowed; must outlive the scheduler. */
 void sched_add_executor(struct sched *s, const char *name, struct executor *ex);
 void sched_set_observer(struct sched *s, sched_event_cb cb, void *arg);
+/* Resizes a pool the scheduler was created with (the "gpu" pool, once the
+ * Kubernetes executor has read the nodes).  Returns 0 or KILN_ENOTFOUND. */
+int sched_set_pool_slots(struct sched *s, const char *name, int slots);
 
 /* Hands a parsed DAG for a stored version to the scheduler's cache
  * (takes ownership, even on error), so a run does not parse it again. */

@@ -11,7 +11,21 @@
 #include "util.h"
 
 static const char *const names[] = { "home", "dags", "bind", "port", "executor",
-                                     "parallelism", "kill_grace", "log_level" };
+                                     "parallelism", "kill_grace", "log_level",
+                                     "infra_retries", "infra_retry_delay", "kube_config", "kube_context",
+                                     "kube_namespace", "kube_instance",
+                                     "kube_pending_timeout", "kube_image_pull_grace",
+                                     "kube_keep_failed", "kube_gpus",
+                                     "kube_gpu_node_selector", "kube_gpu_runtime_class",
+                                     "kube_create_qps" };
+
+static int set_duration(const char *name, const char *value, int64_t *out, struct kiln_err *err)
+{
+    if (duration_parse(value, out) < 0)
+        return kiln_err_set(err, -EINVAL, "%s must be a duration like 30s, 5m or 1h, got '%s'",
+                            name, value);
+    return 0;
+}
 
 static int parse_int(const char *v, int min, int max, int *out)
 {
@@ -54,6 +68,47 @@ int settings_set(struct kiln_settings *s, const char *name, const char *value,
         if (duration_parse(value, &s->kill_grace_ms) < 0)
             return kiln_err_set(err, -EINVAL,
                                 "kill_grace must be a duration like 5s or 500ms, got '%s'", value);
+    } else if (strcmp(name, "infra_retries") == 0) {
+        if (parse_int(value, 0, 1000, &s->infra_retries) < 0)
+            return kiln_err_set(err, -EINVAL, "infra_retries must be 0..1000, got '%s'", value);
+        if (s->infra_retries == 0)
+            s->infra_retries = -1;      /* the scheduler's "none" */
+    } else if (strcmp(name, "infra_retry_delay") == 0) {
+        return set_duration(name, value, &s->infra_retry_delay_ms, err);
+    } else if (strcmp(name, "kube_config") == 0) {
+        replace(&s->kube_config, value);
+    } else if (strcmp(name, "kube_context") == 0) {
+        replace(&s->kube_context, value);
+    } else if (strcmp(name, "kube_namespace") == 0) {
+        replace(&s->kube_namespace, value);
+    } else if (strcmp(name, "kube_instance") == 0) {
+        replace(&s->kube_instance, value);
+    } else if (strcmp(name, "kube_pending_timeout") == 0) {
+        return set_duration(name, value, &s->kube_pending_timeout_ms, err);
+    } else if (strcmp(name, "kube_image_pull_grace") == 0) {
+        return set_duration(name, value, &s->kube_image_pull_grace_ms, err);
+    } else if (strcmp(name, "kube_keep_failed") == 0) {
+        return set_duration(name, value, &s->kube_keep_failed_ms, err);
+    } else if (strcmp(name, "kube_gpus") == 0) {
+        if (strcmp(value, "auto") == 0)
+            s->kube_gpus = -1;
+        else if (parse_int(value, 0, 1000000, &s->kube_gpus) < 0)
+            return kiln_err_set(err, -EINVAL, "kube_gpus must be auto or a number of GPUs, got '%s'",
+                                value);
+    } else if (strcmp(name, "kube_gpu_node_selector") == 0) {
+        if (!strchr(value, '='))
+            return kiln_err_set(err, -EINVAL, "kube_gpu_node_selector must be key=value, got '%s'",
+                                value);
+        replace(&s->kube_gpu_node_selector, value);
+    } else if (strcmp(name, "kube_gpu_runtime_class") == 0) {
+        replace(&s->kube_gpu_runtime_class, value);
+    } else if (strcmp(name, "kube_create_qps") == 0) {
+        char *end;
+        double q = strtod(value, &end);
+        if (end == value || *end || q <= 0 || q > 100000)
+            return kiln_err_set(err, -EINVAL, "kube_create_qps must be a positive number, got '%s'",
+                                value);
+        s->kube_create_qps = q;
     } else if (strcmp(name, "log_level") == 0) {
         if (strcmp(value, "error") && strcmp(value, "warn") && strcmp(value, "info") &&
             strcmp(value, "debug"))
@@ -191,6 +246,12 @@ int settings_load(struct kiln_settings *s, const char *config_path, struct kiln_
     s->parallelism = 32;
     s->kill_grace_ms = 5000;
     s->log_level = xstrdup("info");
+    s->infra_retry_delay_ms = 10 * 1000;
+    s->kube_pending_timeout_ms = 5 * 60 * 1000;
+    s->kube_image_pull_grace_ms = 60 * 1000;
+    s->kube_keep_failed_ms = 60 * 60 * 1000;
+    s->kube_gpus = -1;
+    s->kube_create_qps = 10;
     int rc;
     if (config_path || (config_path = getenv("KILN_CONFIG")) != NULL) {
         if ((rc = load_file(s, config_path, err)) < 0)
@@ -217,6 +278,12 @@ void settings_free(struct kiln_settings *s)
     free(s->bind);
     free(s->executor);
     free(s->log_level);
+    free(s->kube_config);
+    free(s->kube_context);
+    free(s->kube_namespace);
+    free(s->kube_instance);
+    free(s->kube_gpu_node_selector);
+    free(s->kube_gpu_runtime_class);
     for (size_t i = 0; i < s->n_pools; i++)
         free((char *)s->pools[i].name);
     free(s->pools);

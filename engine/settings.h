@@ -2,7 +2,8 @@
  * ways, with flags over environment over the file:
  *   --parallelism 2  =  KILN_PARALLELISM=2  =  "parallelism: 2" in kiln.yaml
  * Names: home, dags, bind, port, executor, parallelism, kill_grace, log_level,
- * and the map "pools" (file only, or --pool NAME=SLOTS). */
+ * infra_retries, kube_* (see struct kiln_settings), and the map "pools"
+ * (file only, or --pool NAME=SLOTS). */
 #ifndef KILN_SETTINGS_H
 #define KILN_SETTINGS_H
 
@@ -22,6 +23,21 @@ struct kiln_settings {
     char *log_level;
     struct sched_pool *pools;   /* names owned by this struct */
     size_t n_pools;
+    int infra_retries;          /* infrastructure failures retried per task (default 3) */
+    int64_t infra_retry_delay_ms;      /* wait before such a retry (10s) */
+    /* Kubernetes executor (docs/kubernetes.md).  It is enabled when
+     * kube_config is set, or KUBECONFIG is, or kiln runs in a pod. */
+    char *kube_config;          /* kubeconfig path; "in-cluster": the service account */
+    char *kube_context;         /* NULL: current-context */
+    char *kube_namespace;       /* NULL: the context's (or the pod's) namespace */
+    char *kube_instance;        /* NULL: HOME/instance, made on first start */
+    int64_t kube_pending_timeout_ms;   /* Unschedulable for longer fails (5m) */
+    int64_t kube_image_pull_grace_ms;  /* image pull errors for longer fail (60s) */
+    int64_t kube_keep_failed_ms;       /* failed pods kept this long (1h) */
+    int kube_gpus;              /* size of pool "gpu"; -1: from the nodes (auto) */
+    char *kube_gpu_node_selector;      /* "key=value" for GPU steps, or NULL */
+    char *kube_gpu_runtime_class;      /* runtimeClassName for GPU steps, or NULL */
+    double kube_create_qps;     /* pod creations per second (10) */
 };
 
 /* Defaults, then the file (config_path, or ./kiln.yaml when it exists), then

@@ -18,6 +18,7 @@ struct store {
     sqlite3_stmt *stmt[Q__COUNT];
     bool in_txn;
     int version;
+    uint64_t commits;   /* store_commits() */
 };
 
 struct store_row {
@@ -116,6 +117,39 @@ fail:
     return rc;
 }
 
+int store_open_reader(struct store **out, const char *path, struct kiln_err *err)
+{
+    struct store *st = xcalloc(1, sizeof *st);
+    int rc;
+    /* No migrations, no pragmas that write: the owner of the database has
+     * already set it up (WAL), and this connection could not anyway. */
+    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        rc = kiln_err_set(err, KILN_ESTORE, "cannot open database %s: %s", path,
+                          st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(st->db, 10000);
+    for (int i = 0; i < Q__COUNT; i++) {
+        if (sqlite3_prepare_v3(st->db, sql_queries[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &st->stmt[i], NULL) != SQLITE_OK) {
+            rc = kiln_err_set(err, KILN_ESTORE, "preparing query '%s': %s", sql_query_names[i],
+                              sqlite3_errmsg(st->db));
+            goto fail;
+        }
+    }
+    *out = st;
+    return 0;
+fail:
+    store_close(st);
+    return rc;
+}
+
+uint64_t store_commits(const struct store *st)
+{
+    return st->commits;
+}
+
 void store_close(struct store *st)
 {
     if (!st)
@@ -160,8 +194,10 @@ int store_txn_commit(struct store *st, struct kiln_err *err)
     if (!st->in_txn)
         return 0;
     int rc = step_simple(st, Q_commit, err);
-    if (rc == 0)
+    if (rc == 0) {
         st->in_txn = false;
+        st->commits++;
+    }
     return rc;
 }
 
@@ -256,6 +292,9 @@ static int run_stmt(struct store *st, int q, store_row_cb cb, void *arg, struct 
 out:
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+    /* A write outside a transaction committed by itself. */
+    if (rc == 0 && !st->in_txn && !sqlite3_stmt_readonly(s))
+        st->commits++;
     return rc;
 }
 

@@ -22,6 +22,14 @@ struct store;
 
 int store_open(struct store **out, const char *path, struct kiln_err *err);
 void store_close(struct store *st);
+/* A read-only connection to an existing database (SQLITE_OPEN_READONLY,
+ * no migrations), for a thread that reads beside the owner's connection:
+ * each such thread needs its own.  Writes through it fail. */
+int store_open_reader(struct store **out, const char *path, struct kiln_err *err);
+/* Transactions this connection committed (explicit ones, and writes outside
+ * one) since it was opened: a generation that changes with every change it
+ * made visible to other connections. */
+uint64_t store_commits(const struct store *st);
 /* Latest migration applied. */
 int store_schema_version(struct store *st);
 

@@ -29,6 +29,12 @@ struct kube_client {
     int closing;
     double bucket;                 /* tokens; negative = reserved ahead */
     uint64_t bucket_ms;            /* uv_now of the last refill */
+    /* Inside curl_multi_socket_action a transfer must not be removed from
+     * the multi handle (another transfer's callback may cancel it): its easy
+     * handle waits here until curl has returned. */
+    int in_curl;
+    CURL **graveyard;
+    size_t n_graveyard, cap_graveyard;
 };
 
 struct kube_req {
@@ -72,6 +78,7 @@ void kube_client_opts_default(struct kube_client_opts *o)
 static void maybe_free_client(struct kube_client *c)
 {
     if (c->closing && c->open_handles == 0 && !c->reqs) {
+        free(c->graveyard);
         kube_config_free(c->cfg);
         free(c);
     }
@@ -103,6 +110,16 @@ static void sock_close(struct sock_ctx *s)
     uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
 
+static void bury_now(struct kube_client *c)
+{
+    for (size_t i = 0; i < c->n_graveyard; i++) {
+        if (c->multi)
+            curl_multi_remove_handle(c->multi, c->graveyard[i]);
+        curl_easy_cleanup(c->graveyard[i]);
+    }
+    c->n_graveyard = 0;
+}
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     struct sock_ctx *s = (struct sock_ctx *)h;
@@ -111,7 +128,10 @@ static void on_poll(uv_poll_t *h, int status, int events)
     if (status < 0) flags = CURL_CSELECT_ERR;
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+    c->in_curl++;
     curl_multi_socket_action(c->multi, s->fd, flags, &running);
+    c->in_curl--;
+    bury_now(c);
     check_multi(c);
 }
 
@@ -152,7 +172,10 @@ static void on_timeout(uv_timer_t *t)
 {
     struct kube_client *c = t->data;
     int running = 0;
+    c->in_curl++;
     curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    c->in_curl--;
+    bury_now(c);
     check_multi(c);
 }
 
@@ -281,7 +304,17 @@ static void on_req_timer_closed(uv_handle_t *h)
 
 static void easy_drop(struct kube_req *r)
 {
-    if (r->easy) {
+    struct kube_client *c = r->c;
+    if (r->easy && c->in_curl && c->multi) {
+        /* Its callbacks see r->finished and stop; curl forgets it once
+         * the current curl_multi_socket_action has returned. */
+        if (c->n_graveyard == c->cap_graveyard) {
+            c->cap_graveyard = c->cap_graveyard ? 2 * c->cap_graveyard : 16;
+            c->graveyard = xrealloc(c->graveyard, c->cap_graveyard * sizeof *c->graveyard);
+        }
+        c->graveyard[c->n_graveyard++] = r->easy;
+        r->easy = NULL;
+    } else if (r->easy) {
         curl_multi_remove_handle(r->c->multi, r->easy);
         curl_easy_cleanup(r->easy);
         r->easy = NULL;
@@ -317,6 +350,8 @@ static size_t on_write(char *p, size_t sz, size_t n, void *ud)
 {
     struct kube_req *r = ud;
     size_t len = sz * n;
+    if (r->finished || !r->easy)
+        return 0;   /* cancelled by another transfer's callback: abort */
     long http = 0;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &http);
     if (!r->stream || http < 200 || http >= 300) {
@@ -592,6 +627,7 @@ void kube_client_close(struct kube_client *c)
         if (r->finished) { req_unlink(r); continue; }
         kube_request_cancel(r);
     }
+    bury_now(c);
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
     while (c->socks) sock_close(c->socks);

@@ -503,6 +503,128 @@ static int build_container(const struct kube_task_spec *ks, const char *gpu_res,
     return 0;
 }
 
+/* --- the pod template ----------------------------------------------------- */
+
+static json_object *deep_copy(json_object *o)
+{
+    json_object *c = NULL;
+    if (o && json_object_deep_copy(o, &c, NULL) < 0)
+        return NULL;
+    return c;
+}
+
+static void merge_into(json_object *dst, json_object *src);
+
+/* dst[key] and src[key] are lists of maps identified by field `id`: entries
+ * of src replace those of dst with the same id, the others are appended. */
+static void merge_keyed_list(json_object *dst, const char *key, json_object *src, const char *id)
+{
+    json_object *d = json_object_object_get(dst, key);
+    if (!json_object_is_type(d, json_type_array)) {
+        json_object_object_add(dst, key, deep_copy(src));
+        return;
+    }
+    size_t n = json_object_array_length(src);
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(src, i);
+        const char *eid = json_object_get_string(json_object_object_get(e, id));
+        size_t m = json_object_array_length(d), j = 0;
+        for (; eid && j < m; j++) {
+            const char *did = json_object_get_string(
+                json_object_object_get(json_object_array_get_idx(d, j), id));
+            if (did && !strcmp(did, eid))
+                break;
+        }
+        if (eid && j < m)
+            json_object_array_put_idx(d, j, deep_copy(e));
+        else
+            json_object_array_add(d, deep_copy(e));
+    }
+}
+
+/* Which lists of the pod and the container are unions, and by what. */
+static const char *list_id(const char *key)
+{
+    static const char *const ids[][2] = {
+        {"volumes", "name"}, {"imagePullSecrets", "name"}, {"env", "name"},
+        {"volumeMounts", "mountPath"}, {"tolerations", NULL},
+    };
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++)
+        if (!strcmp(key, ids[i][0]))
+            return ids[i][1] ? ids[i][1] : "";
+    return NULL;
+}
+
+static void merge_containers(json_object *dst_spec, json_object *gen)
+{
+    json_object *tc = json_object_object_get(dst_spec, "containers");
+    if (!json_object_is_type(tc, json_type_array) || !json_object_array_length(tc)) {
+        json_object_object_add(dst_spec, "containers", deep_copy(gen));
+        return;
+    }
+    size_t n = json_object_array_length(tc), main_i = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = json_object_get_string(
+            json_object_object_get(json_object_array_get_idx(tc, i), "name"));
+        if (name && !strcmp(name, KUBE_CONTAINER_NAME))
+            main_i = i;
+    }
+    json_object *main_c = deep_copy(json_object_array_get_idx(tc, main_i));
+    /* kiln's command is the whole argv: template args would be appended. */
+    json_object_object_del(main_c, "args");
+    merge_into(main_c, json_object_array_get_idx(gen, 0));
+    /* The task's container first: tools (and kube-sim) look at containers[0]. */
+    json_object *out = json_object_new_array();
+    json_object_array_add(out, main_c);
+    for (size_t i = 0; i < n; i++)
+        if (i != main_i)
+            json_object_array_add(out, json_object_get(json_object_array_get_idx(tc, i)));
+    json_object_object_add(dst_spec, "containers", out);
+}
+
+/* Lays src (kiln's pod, or a part of it) over dst (the template's copy). */
+static void merge_into(json_object *dst, json_object *src)
+{
+    json_object_object_foreach(src, k, v) {
+        json_object *d = json_object_object_get(dst, k);
+        const char *id;
+        /* Only the pod's spec has a "containers" list. */
+        if (!strcmp(k, "containers") && json_object_is_type(v, json_type_array)) {
+            merge_containers(dst, v);
+        } else if (json_object_is_type(v, json_type_object) &&
+                   json_object_is_type(d, json_type_object)) {
+            merge_into(d, v);
+        } else if (json_object_is_type(v, json_type_array) &&
+                   json_object_is_type(d, json_type_array) && (id = list_id(k)) != NULL) {
+            if (*id) {
+                merge_keyed_list(dst, k, v, id);
+            } else {
+                size_t n = json_object_array_length(v);
+                for (size_t i = 0; i < n; i++)
+                    json_object_array_add(d, deep_copy(json_object_array_get_idx(v, i)));
+            }
+        } else {
+            json_object_object_add(dst, k, deep_copy(v));
+        }
+    }
+}
+
+static int check_affinity(json_object *a, struct kiln_err *err)
+{
+    static const char *const keys[] = {"nodeAffinity", "podAffinity", "podAntiAffinity", NULL};
+    if (!json_object_is_type(a, json_type_object))
+        return kiln_err_set(err, KILN_EINVALID, "kubernetes: affinity must be a map");
+    json_object_object_foreach(a, k, v) {
+        if (!in_list(k, keys))
+            return kiln_err_set(err, KILN_EINVALID,
+                                "kubernetes: affinity: unknown key '%s' (want nodeAffinity, "
+                                "podAffinity or podAntiAffinity)", k);
+        if (!json_object_is_type(v, json_type_object))
+            return kiln_err_set(err, KILN_EINVALID, "kubernetes: affinity.%s must be a map", k);
+    }
+    return 0;
+}
+
 int kube_pod_build(const struct kube_task_spec *ks, const struct kube_pod_ids *ids,
                    json_object **out, struct kiln_err *err)
 {
@@ -526,6 +648,14 @@ int kube_pod_build(const struct kube_task_spec *ks, const struct kube_pod_ids *i
     if (ks->service_account && !kube_valid_dns_subdomain(ks->service_account))
         return kiln_err_set(err, KILN_EINVALID,
                             "kubernetes: service account '%s' is not a valid name", ks->service_account);
+    if (ks->runtime_class && !kube_valid_dns_subdomain(ks->runtime_class))
+        return kiln_err_set(err, KILN_EINVALID,
+                            "kubernetes: runtime class '%s' is not a valid name", ks->runtime_class);
+    int rc;
+    if (ks->affinity && (rc = check_affinity(ks->affinity, err)) < 0)
+        return rc;
+    if (ks->pod_template && !json_object_is_type(ks->pod_template, json_type_object))
+        return kiln_err_set(err, KILN_EINVALID, "kubernetes: the pod template must be a map");
 
     json_object *pod = json_object_new_object();
     put_str(pod, "apiVersion", "v1");
@@ -568,11 +698,14 @@ int kube_pod_build(const struct kube_task_spec *ks, const struct kube_pod_ids *i
                                json_object_new_int64(ks->termination_grace_s));
     if (ks->service_account)
         put_str(spec, "serviceAccountName", ks->service_account);
+    if (ks->runtime_class)
+        put_str(spec, "runtimeClassName", ks->runtime_class);
+    if (ks->affinity)
+        json_object_object_add(spec, "affinity", deep_copy(ks->affinity));
     json_object *ctrs = json_object_new_array(), *ctr = json_object_new_object();
     json_object_object_add(spec, "containers", ctrs);
     json_object_array_add(ctrs, ctr);
 
-    int rc;
     if ((rc = build_container(ks, gpu_res, ctr, err)) < 0 ||
         (rc = kv_map(spec, "nodeSelector", ks->node_selector, ks->n_node_selector, "node_selector",
                      err)) < 0 ||
@@ -594,6 +727,19 @@ int kube_pod_build(const struct kube_task_spec *ks, const struct kube_pod_ids *i
             put_str(o, "name", *s);
             json_object_array_add(arr, o);
         }
+    }
+    if (ks->pod_template) {
+        json_object *merged = deep_copy(ks->pod_template);
+        merge_into(merged, pod);
+        json_object_put(pod);
+        /* Key order as in a pod kiln writes itself: apiVersion, kind first. */
+        pod = json_object_new_object();
+        put_str(pod, "apiVersion", "v1");
+        put_str(pod, "kind", "Pod");
+        json_object_object_foreach(merged, mk, mv)
+            if (strcmp(mk, "apiVersion") && strcmp(mk, "kind"))
+                json_object_object_add(pod, mk, json_object_get(mv));
+        json_object_put(merged);
     }
     *out = pod;
     return 0;

@@ -14,8 +14,8 @@
  * task-id,try-number,try-id,instance} carry the exact ids, which are what
  * adoption matches on.
  *
- * The loader does not store the `kubernetes:` block of a task yet; until it
- * does, callers (the tests) fill struct kube_task_spec directly. */
+ * The DAG loaders fill struct kube_task_spec from a task's `kubernetes:`
+ * block (kube_spec.h); the executor adds command, env and timeout per try. */
 #ifndef KILN_KUBE_POD_H
 #define KILN_KUBE_POD_H
 
@@ -89,6 +89,11 @@ struct kube_task_spec {
     size_t n_volumes;
     int64_t timeout_s;          /* > 0: spec.activeDeadlineSeconds */
     int64_t termination_grace_s;        /* > 0: terminationGracePeriodSeconds */
+    json_object *affinity;      /* NULL, or spec.affinity verbatim: an object with only
+                                 * nodeAffinity, podAffinity, podAntiAffinity */
+    const char *runtime_class;  /* NULL, or spec.runtimeClassName (DNS subdomain) */
+    json_object *pod_template;  /* NULL, or {metadata, spec} the generated pod is laid over
+                                 * (see kube_pod_build) */
 };
 
 struct kube_pod_ids {
@@ -120,7 +125,17 @@ bool kube_valid_quantity(const char *s);        /* e.g. 500m, 1.5Gi, 1e3 */
 bool kube_valid_env_name(const char *s);        /* [-._a-zA-Z][-._a-zA-Z0-9]* */
 
 /* Builds the Pod; *out is a new json_object (json_object_put it).  Returns 0,
- * or KILN_EINVALID with a message naming the bad field. */
+ * or KILN_EINVALID with a message naming the bad field.
+ *
+ * With a pod_template the generated pod is deep-merged OVER a copy of it:
+ * maps merge key by key with kiln's values winning (so template labels and
+ * annotations stay unless a kiln.io key collides); the template container
+ * named "main" (else its first one) is merged with kiln's container, which
+ * comes first in the result and is named "main"; its `args` are dropped
+ * (kiln's command is the whole argv); env (by name), volumeMounts (by
+ * mountPath), volumes and imagePullSecrets (by name) are unions with kiln's
+ * entries winning; tolerations are the template's followed by kiln's; other
+ * lists are replaced.  Other template containers (sidecars) are kept as is. */
 int kube_pod_build(const struct kube_task_spec *ks, const struct kube_pod_ids *ids,
                    json_object **out, struct kiln_err *err);
 

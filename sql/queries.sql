@@ -165,3 +165,13 @@ SELECT task_index, task_id, state FROM task_instances
 SELECT state, count(*) FROM runs GROUP BY state;
 -- name: metrics_tis
 SELECT state, count(*) FROM task_instances GROUP BY state;
+
+-- The HTTP API's reader threads (webui/reads.c): one snapshot per answer on
+-- their read-only connections, and the loop's check for commits made by
+-- other connections (kiln db, another process).
+-- name: read_begin
+BEGIN DEFERRED;
+-- name: read_end
+COMMIT;
+-- name: data_version
+PRAGMA data_version;

@@ -134,6 +134,35 @@ static int query_int(const struct api_request *rq, const char *name, int64_t dfl
 
 /* --- reads --------------------------------------------------------------- */
 
+/* A DAG's schedule as the loop saw it when the read was queued. */
+struct snap_dag {
+    char *dag, *expr;
+    int64_t next_us;
+};
+
+struct api_snap {
+    struct snap_dag *v;
+    size_t n;
+};
+
+/* What a read works from: a connection (the loop's, or a reader thread's
+ * own) and the schedules taken on the loop. */
+struct rctx {
+    struct store *st;
+    const struct api_snap *snap;
+};
+
+static void snap_schedule(const struct api_snap *s, const char *dag, const char **expr,
+                          int64_t *next)
+{
+    for (size_t i = 0; s && i < s->n; i++)
+        if (strcmp(s->v[i].dag, dag) == 0) {
+            *expr = s->v[i].expr;
+            *next = s->v[i].next_us;
+            return;
+        }
+}
+
 static int run_obj_row(void *arg, struct store_row *r)
 {
     struct json_object *arr = arg;
@@ -179,9 +208,9 @@ static int dag_paused_row(void *arg, struct store_row *r)
 }
 
 /* The DAG object, or NULL when the store has no such DAG. */
-static struct json_object *dag_obj(struct engine *e, const char *dag_id)
+static struct json_object *dag_obj(const struct rctx *x, const char *dag_id)
 {
-    struct store *st = engine_store(e);
+    struct store *st = x->st;
     struct dag_info d = { 0 };
     if (store_exec(st, Q_dag_state, dag_state_row, &d, NULL, "s", dag_id) < 0 || !d.found)
         return NULL;
@@ -196,7 +225,7 @@ static struct json_object *dag_obj(struct engine *e, const char *dag_id)
                            ? json_object_new_int64(d.current_version) : NULL);
     const char *expr = NULL;
     int64_t next = 0;
-    engine_dag_schedule(e, dag_id, &expr, &next);
+    snap_schedule(x->snap, dag_id, &expr, &next);
     add_str(o, "schedule", expr);
     add_time(o, "next_run", next);
     struct json_object *last = json_object_new_array();
@@ -215,12 +244,12 @@ static int dag_id_row(void *arg, struct store_row *r)
     return 0;
 }
 
-static void get_dags(struct engine *e, struct api_response *rs)
+static void get_dags(const struct rctx *x, struct api_response *rs)
 {
     struct json_object *ids = json_object_new_array(), *out = json_object_new_array();
-    store_exec(engine_store(e), Q_dag_list, dag_id_row, ids, NULL, "");
+    store_exec(x->st, Q_dag_list, dag_id_row, ids, NULL, "");
     for (size_t i = 0; i < json_object_array_length(ids); i++) {
-        struct json_object *d = dag_obj(e, json_object_get_string(json_object_array_get_idx(ids, i)));
+        struct json_object *d = dag_obj(x, json_object_get_string(json_object_array_get_idx(ids, i)));
         if (d)
             json_object_array_add(out, d);
     }
@@ -246,10 +275,10 @@ static int version_row(void *arg, struct store_row *r)
     return 0;
 }
 
-static void get_versions(struct engine *e, const char *dag, struct api_response *rs)
+static void get_versions(const struct rctx *x, const char *dag, struct api_response *rs)
 {
     struct json_object *arr = json_object_new_array();
-    store_exec(engine_store(e), Q_version_list, version_row, arr, NULL, "s", dag);
+    store_exec(x->st, Q_version_list, version_row, arr, NULL, "s", dag);
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "versions", arr);
     set_json(rs, 200, o);
@@ -266,20 +295,20 @@ static int source_row(void *arg, struct store_row *r)
     return 1;
 }
 
-static void get_source(struct engine *e, const char *dag, const char *ver,
+static void get_source(const struct rctx *x, const char *dag, const char *ver,
                        struct api_response *rs)
 {
     char *end;
     long long v = strtoll(ver, &end, 10);
     rs->status = 0;
     if (*end == '\0' && v > 0)
-        store_exec(engine_store(e), Q_version_source, source_row, rs, NULL, "is", (int64_t)v,
+        store_exec(x->st, Q_version_source, source_row, rs, NULL, "is", (int64_t)v,
                    dag);
     if (rs->status != 200)
         set_error(rs, 404, "no such version of this DAG");
 }
 
-static void get_runs(struct engine *e, const char *dag, const struct api_request *rq,
+static void get_runs(const struct rctx *x, const char *dag, const struct api_request *rq,
                      struct api_response *rs)
 {
     int64_t limit, before;
@@ -292,7 +321,7 @@ static void get_runs(struct engine *e, const char *dag, const struct api_request
     if (has_state && run_state_parse(state) < 0)
         return set_error(rs, 400, "state must be queued, running, success or failed");
     struct json_object *arr = json_object_new_array();
-    store_exec(engine_store(e), Q_run_page, run_obj_row, arr, NULL, "ssoi", dag,
+    store_exec(x->st, Q_run_page, run_obj_row, arr, NULL, "ssoi", dag,
                has_state ? state : NULL, before, limit + 1);
     struct json_object *o = json_object_new_object();
     int64_t next = 0;
@@ -373,22 +402,22 @@ static void add_tries(struct store *st, struct json_object *tis)
     }
 }
 
-static int find_run(struct engine *e, const char *dag, const char *sel, int64_t *pk,
+static int find_run(const struct rctx *x, const char *dag, const char *sel, int64_t *pk,
                     struct api_response *rs)
 {
     struct kiln_err err = { 0 };
-    int rc = cmd_find_run(engine_store(e), dag, sel, pk, &err);
+    int rc = cmd_find_run(x->st, dag, sel, pk, &err);
     if (rc < 0)
         set_error(rs, status_of(rc), err.msg);
     return rc;
 }
 
-static void get_run(struct engine *e, const char *dag, const char *sel, struct api_response *rs)
+static void get_run(const struct rctx *x, const char *dag, const char *sel, struct api_response *rs)
 {
     int64_t pk;
-    if (find_run(e, dag, sel, &pk, rs) < 0)
+    if (find_run(x, dag, sel, &pk, rs) < 0)
         return;
-    struct store *st = engine_store(e);
+    struct store *st = x->st;
     struct json_object *arr = json_object_new_array();
     store_exec(st, Q_run_get, run_obj_row, arr, NULL, "i", pk);
     struct json_object *run = json_object_get(json_object_array_get_idx(arr, 0));
@@ -402,13 +431,13 @@ static void get_run(struct engine *e, const char *dag, const char *sel, struct a
     set_json(rs, 200, run);
 }
 
-static int ti_one(struct engine *e, const char *dag, const char *sel, const char *task,
+static int ti_one(const struct rctx *x, const char *dag, const char *sel, const char *task,
                   struct json_object **out, int64_t *ti_pk, struct api_response *rs)
 {
     int64_t pk;
-    if (find_run(e, dag, sel, &pk, rs) < 0)
+    if (find_run(x, dag, sel, &pk, rs) < 0)
         return -1;
-    struct ti_ctx c = { engine_store(e), json_object_new_array() };
+    struct ti_ctx c = { x->st, json_object_new_array() };
     store_exec(c.st, Q_ti_get, ti_row, &c, NULL, "is", pk, task);
     if (json_object_array_length(c.arr) == 0) {
         json_object_put(c.arr);
@@ -423,16 +452,16 @@ static int ti_one(struct engine *e, const char *dag, const char *sel, const char
     return 0;
 }
 
-static void get_task(struct engine *e, const char *dag, const char *sel, const char *task,
+static void get_task(const struct rctx *x, const char *dag, const char *sel, const char *task,
                      struct api_response *rs)
 {
     struct json_object *o;
     int64_t pk;
-    if (ti_one(e, dag, sel, task, &o, &pk, rs) < 0)
+    if (ti_one(x, dag, sel, task, &o, &pk, rs) < 0)
         return;
     struct json_object *arr = json_object_new_array();
     json_object_array_add(arr, o);
-    add_tries(engine_store(e), arr);
+    add_tries(x->st, arr);
     json_object_get(o);
     json_object_put(arr);
     set_json(rs, 200, o);
@@ -468,7 +497,7 @@ static int parse_range(const char *s, size_t n, int64_t *from, int64_t *to)
     return 0;
 }
 
-static void get_log(struct engine *e, const char *dag, const char *sel, const char *task,
+static void get_log(const struct rctx *x, const char *dag, const char *sel, const char *task,
                     const char *trynum, const struct api_request *rq, struct api_response *rs)
 {
     char *end;
@@ -477,12 +506,12 @@ static void get_log(struct engine *e, const char *dag, const char *sel, const ch
         return set_error(rs, 400, "the try number must be a positive number");
     struct json_object *o;
     int64_t pk;
-    if (ti_one(e, dag, sel, task, &o, &pk, rs) < 0)
+    if (ti_one(x, dag, sel, task, &o, &pk, rs) < 0)
         return;
     json_object_put(o);
     /* The log's path comes from the tries table only, never from the URL. */
     struct tries_ctx t = { .want = (int)n };
-    store_exec(engine_store(e), Q_try_list, try_row, &t, NULL, "i", pk);
+    store_exec(x->st, Q_try_list, try_row, &t, NULL, "i", pk);
     if (!t.log_path)
         return set_error(rs, 404, "the task has no such try");
     int fd = open(t.log_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -651,14 +680,14 @@ static int grid_row(void *arg, struct store_row *r)
     return 0;
 }
 
-static void get_grid(struct engine *e, const char *dag, const struct api_request *rq,
+static void get_grid(const struct rctx *x, const char *dag, const struct api_request *rq,
                      struct api_response *rs)
 {
     int64_t nruns;
     if (query_int(rq, "runs", GRID_RUNS_DEFAULT, &nruns) < 0 || nruns < 1 ||
         nruns > GRID_RUNS_MAX)
         return set_error(rs, 400, "runs must be a number from 1 to 200");
-    struct store *st = engine_store(e);
+    struct store *st = x->st;
     struct json_object *runs = json_object_new_array();
     store_exec(st, Q_run_page, run_obj_row, runs, NULL, "ssoi", dag, NULL, (int64_t)0, nruns);
     size_t nr = json_object_array_length(runs);
@@ -739,9 +768,9 @@ static void get_grid(struct engine *e, const char *dag, const struct api_request
 }
 
 /* The current version's tasks (with their dependencies) and params. */
-static void get_graph(struct engine *e, const char *dag, struct api_response *rs)
+static void get_graph(const struct rctx *x, const char *dag, struct api_response *rs)
 {
-    struct store *st = engine_store(e);
+    struct store *st = x->st;
     struct dag_info d = { 0 };
     if (store_exec(st, Q_dag_state, dag_state_row, &d, NULL, "s", dag) < 0 || !d.found ||
         !d.current_version) {
@@ -837,11 +866,12 @@ int api_log_file(struct engine *e, const struct api_request *rq, char **path,
     }
     struct json_object *o;
     int64_t pk;
-    if (ti_one(e, seg[1], seg[3], seg[5], &o, &pk, rs) < 0)
+    struct rctx x = { engine_store(e), NULL };
+    if (ti_one(&x, seg[1], seg[3], seg[5], &o, &pk, rs) < 0)
         goto out;
     json_object_put(o);
     struct tries_ctx t = { .want = (int)num };
-    store_exec(engine_store(e), Q_try_list, try_row, &t, NULL, "i", pk);
+    store_exec(x.st, Q_try_list, try_row, &t, NULL, "i", pk);
     if (!t.log_path) {
         set_error(rs, 404, "the task has no such try");
         goto out;
@@ -1011,14 +1041,13 @@ out:
 
 /* --- routing -------------------------------------------------------------- */
 
-void api_handle(struct engine *e, const struct api_request *rq, struct api_response *rs)
+/* Splits "/a/b/c" into segments of copy (which the caller frees); -1 when a
+ * segment is not valid or there are too many. */
+static int split_path(const struct api_request *rq, char **copy, char **seg, size_t *n)
 {
-    /* Split "/a/b/c" into segments. */
-    char *seg[MAX_SEGS];
-    size_t n = 0;
-    char *copy = xstrndup(rq->path, rq->path_len);
-    char *p = copy;
-    bool bad = false;
+    *n = 0;
+    *copy = xstrndup(rq->path, rq->path_len);
+    char *p = *copy;
     while (*p == '/')
         p++;
     while (*p) {
@@ -1028,58 +1057,146 @@ void api_handle(struct engine *e, const struct api_request *rq, struct api_respo
         size_t len = (size_t)(p - s);
         if (*p)
             *p++ = '\0';
-        if (n == MAX_SEGS || !seg_valid(s, len)) {
-            bad = true;
-            break;
-        }
-        seg[n++] = s;
+        if (*n == MAX_SEGS || !seg_valid(s, len))
+            return -1;
+        seg[(*n)++] = s;
     }
-    bool get = strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "HEAD") == 0;
-    bool postm = strcmp(rq->method, "POST") == 0;
-    if (bad) {
+    return 0;
+}
+
+static bool is_get(const char *method)
+{
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+}
+
+static bool is_log_path(char **seg, size_t n)
+{
+    return n == 9 && strcmp(seg[2], "runs") == 0 && strcmp(seg[4], "tasks") == 0 &&
+           strcmp(seg[6], "tries") == 0 && strcmp(seg[8], "log") == 0;
+}
+
+bool api_read_cacheable(const struct api_request *rq)
+{
+    char *seg[MAX_SEGS], *copy;
+    size_t n;
+    /* Logs grow without a database change; everything else is the store's. */
+    bool ok = split_path(rq, &copy, seg, &n) == 0 && !(n >= 1 && is_log_path(seg, n));
+    free(copy);
+    return ok;
+}
+
+static int snap_dag_row(void *arg, struct store_row *r)
+{
+    struct api_snap *s = arg;
+    s->v = xrealloc(s->v, (s->n + 1) * sizeof *s->v);
+    s->v[s->n++] = (struct snap_dag){ .dag = xstrdup(store_col_text(r, 0)) };
+    return 0;
+}
+
+struct api_snap *api_snap_take(struct engine *e, const struct api_request *rq)
+{
+    char *seg[MAX_SEGS], *copy;
+    size_t n;
+    struct api_snap *s = NULL;
+    /* Only the DAG objects show a schedule: GET /dags and /dags/DAG. */
+    if (split_path(rq, &copy, seg, &n) == 0 && (n == 1 || n == 2) &&
+        strcmp(seg[0], "dags") == 0) {
+        s = xcalloc(1, sizeof *s);
+        if (n == 1)
+            store_exec(engine_store(e), Q_dag_list, snap_dag_row, s, NULL, "");
+        else {
+            s->v = xcalloc(1, sizeof *s->v);
+            s->v[s->n++].dag = xstrdup(seg[1]);
+        }
+        for (size_t i = 0; i < s->n; i++) {
+            const char *expr = NULL;
+            engine_dag_schedule(e, s->v[i].dag, &expr, &s->v[i].next_us);
+            s->v[i].expr = expr ? xstrdup(expr) : NULL;
+        }
+    }
+    free(copy);
+    return s;
+}
+
+void api_snap_free(struct api_snap *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i].dag);
+        free(s->v[i].expr);
+    }
+    free(s->v);
+    free(s);
+}
+
+void api_read(struct store *st, const struct api_snap *snap, const struct api_request *rq,
+              struct api_response *rs)
+{
+    struct rctx ctx = { st, snap }, *x = &ctx;
+    char *seg[MAX_SEGS], *copy;
+    size_t n;
+    if (split_path(rq, &copy, seg, &n) < 0) {
         set_error(rs, 400, "invalid path");
-    } else if (!get && !postm) {
+    } else if (!is_get(rq->method)) {
         set_error(rs, 405, "method not allowed");
     } else if (n == 0 || strcmp(seg[0], "dags") != 0) {
         set_error(rs, 404, "no such endpoint");
     } else if (n == 1) {
-        if (get)
-            get_dags(e, rs);
-        else
-            set_error(rs, 405, "method not allowed");
-    } else if (get && n == 2) {
-        struct json_object *o = dag_obj(e, seg[1]);
+        get_dags(x, rs);
+    } else if (n == 2) {
+        struct json_object *o = dag_obj(x, seg[1]);
         if (!o) {
             char msg[300];
             snprintf(msg, sizeof msg, "no DAG '%s'", seg[1]);
             set_error(rs, 404, msg);
         } else {
             struct json_object *arr = json_object_new_array();
-            store_exec(engine_store(e), Q_version_list, version_row, arr, NULL, "s", seg[1]);
+            store_exec(st, Q_version_list, version_row, arr, NULL, "s", seg[1]);
             json_object_object_add(o, "versions", arr);
             set_json(rs, 200, o);
         }
-    } else if (get && n == 3 && strcmp(seg[2], "versions") == 0) {
-        get_versions(e, seg[1], rs);
-    } else if (get && n == 5 && strcmp(seg[2], "versions") == 0 && strcmp(seg[4], "source") == 0) {
-        get_source(e, seg[1], seg[3], rs);
-    } else if (get && n == 3 && strcmp(seg[2], "grid") == 0) {
-        get_grid(e, seg[1], rq, rs);
-    } else if (get && n == 3 && strcmp(seg[2], "graph") == 0) {
-        get_graph(e, seg[1], rs);
-    } else if (get && n == 3 && strcmp(seg[2], "runs") == 0) {
-        get_runs(e, seg[1], rq, rs);
-    } else if (get && n == 4 && strcmp(seg[2], "runs") == 0) {
-        get_run(e, seg[1], seg[3], rs);
-    } else if (get && n == 6 && strcmp(seg[2], "runs") == 0 && strcmp(seg[4], "tasks") == 0) {
-        get_task(e, seg[1], seg[3], seg[5], rs);
-    } else if (get && n == 9 && strcmp(seg[2], "runs") == 0 && strcmp(seg[4], "tasks") == 0 &&
-               strcmp(seg[6], "tries") == 0 && strcmp(seg[8], "log") == 0) {
-        get_log(e, seg[1], seg[3], seg[5], seg[7], rq, rs);
-    } else if (postm) {
-        post(e, rq, seg, n, rs);
+    } else if (n == 3 && strcmp(seg[2], "versions") == 0) {
+        get_versions(x, seg[1], rs);
+    } else if (n == 5 && strcmp(seg[2], "versions") == 0 && strcmp(seg[4], "source") == 0) {
+        get_source(x, seg[1], seg[3], rs);
+    } else if (n == 3 && strcmp(seg[2], "grid") == 0) {
+        get_grid(x, seg[1], rq, rs);
+    } else if (n == 3 && strcmp(seg[2], "graph") == 0) {
+        get_graph(x, seg[1], rs);
+    } else if (n == 3 && strcmp(seg[2], "runs") == 0) {
+        get_runs(x, seg[1], rq, rs);
+    } else if (n == 4 && strcmp(seg[2], "runs") == 0) {
+        get_run(x, seg[1], seg[3], rs);
+    } else if (n == 6 && strcmp(seg[2], "runs") == 0 && strcmp(seg[4], "tasks") == 0) {
+        get_task(x, seg[1], seg[3], seg[5], rs);
+    } else if (is_log_path(seg, n)) {
+        get_log(x, seg[1], seg[3], seg[5], seg[7], rq, rs);
     } else {
         set_error(rs, 404, "no such endpoint");
     }
+    free(copy);
+}
+
+void api_handle(struct engine *e, const struct api_request *rq, struct api_response *rs)
+{
+    if (is_get(rq->method)) {
+        struct api_snap *snap = api_snap_take(e, rq);
+        api_read(engine_store(e), snap, rq, rs);
+        api_snap_free(snap);
+        return;
+    }
+    char *seg[MAX_SEGS], *copy;
+    size_t n;
+    if (split_path(rq, &copy, seg, &n) < 0)
+        set_error(rs, 400, "invalid path");
+    else if (strcmp(rq->method, "POST") != 0)
+        set_error(rs, 405, "method not allowed");
+    else if (n == 0 || strcmp(seg[0], "dags") != 0)
+        set_error(rs, 404, "no such endpoint");
+    else if (n == 1)
+        set_error(rs, 405, "method not allowed");
+    else
+        post(e, rq, seg, n, rs);
     free(copy);
 }

@@ -11,6 +11,7 @@
 #include "util.h"
 
 struct engine;
+struct store;
 
 struct api_request {
     const char *method;
@@ -40,6 +41,22 @@ int api_log_file(struct engine *e, const struct api_request *rq, char **path,
                  struct api_response *rs);
 /* Query parameter NAME into buf; returns 1 when present. */
 int api_query_get(const struct api_request *rq, const char *name, char *buf, size_t n);
+/* Any call on the loop: reads (GET/HEAD) through api_read on the loop's own
+ * connection, mutations through engine_apply(). */
 void api_handle(struct engine *e, const struct api_request *rq, struct api_response *rs);
+
+/* Reads off the loop.  A read uses nothing of the engine's memory but the
+ * DAG files' schedules (for the DAG objects), taken on the loop with
+ * api_snap_take (NULL when the read needs none); api_read then runs on any
+ * thread with its own connection st and touches only st, the snapshot and
+ * log files. */
+struct api_snap;
+struct api_snap *api_snap_take(struct engine *e, const struct api_request *rq);
+void api_snap_free(struct api_snap *s);
+void api_read(struct store *st, const struct api_snap *snap, const struct api_request *rq,
+              struct api_response *rs);
+/* Whether a read's answer follows from the database alone (so it may be
+ * kept until the next commit): every read but a log's bytes. */
+bool api_read_cacheable(const struct api_request *rq);
 
 #endif

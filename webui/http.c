@@ -13,6 +13,7 @@
 #include <h2o.h>
 
 #include "api.h"
+#include "reads.h"
 #include "static_gen.h"
 #include "engine.h"
 #include "log.h"
@@ -25,6 +26,10 @@
 #define TICK_MS 1000                   /* loop-lag probe; a heartbeat every 15 */
 #define TAIL_MS 250                    /* log tails read what was appended */
 #define TAIL_CHUNK 65536
+/* Reader threads for GETs (webui/reads.c): two keep one answer being built
+ * while another is sent, and leave the scheduler a core on small machines. */
+#define READER_THREADS 2
+#define LISTEN_BACKLOG 511
 
 /* A server-sent-events stream: the state events, or one log's tail. */
 struct sse {
@@ -60,6 +65,7 @@ struct http_server {
     int conns;
     char *token;
     bool reads_need_auth;
+    struct reads *reads;        /* NULL: reads are answered on the loop */
     struct sse *streams;
     int n_streams;
     uv_timer_t tick;
@@ -151,7 +157,7 @@ static bool is_loopback(const char *bind)
            strcmp(bind, "localhost") == 0;
 }
 
-static const char *reason_of(int status)
+const char *http_reason(int status)
 {
     switch (status) {
     case 200: return "OK";
@@ -186,7 +192,7 @@ static void add_header_by_name(h2o_req_t *req, const char *name, const char *v)
 static void respond(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
 {
     req->res.status = status;
-    req->res.reason = reason_of(status);
+    req->res.reason = http_reason(status);
     add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype);
     add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
     add_header_by_name(req, "x-content-type-options", "nosniff");
@@ -508,6 +514,17 @@ static void metrics(struct http_server *s, struct sbuf *b)
                 (unsigned long long)ss.executor_errors);
     sbuf_printf(b, "# HELP kiln_event_streams Open server-sent-event streams.\n"
                    "# TYPE kiln_event_streams gauge\nkiln_event_streams %d\n", s->n_streams);
+    if (s->reads) {
+        struct reads_stats rd;
+        reads_stats(s->reads, &rd);
+        sbuf_printf(b, "# HELP kiln_api_reads_total API reads by how they were answered.\n"
+                       "# TYPE kiln_api_reads_total counter\n"
+                       "kiln_api_reads_total{answer=\"computed\"} %llu\n"
+                       "kiln_api_reads_total{answer=\"kept\"} %llu\n"
+                       "kiln_api_reads_total{answer=\"not_modified\"} %llu\n",
+                    (unsigned long long)rd.computed, (unsigned long long)rd.kept,
+                    (unsigned long long)rd.not_modified);
+    }
     sbuf_adds(b, "# HELP kiln_task_duration_seconds Run time of finished task tries.\n"
                  "# TYPE kiln_task_duration_seconds histogram\n");
     uint64_t cum = 0;
@@ -638,6 +655,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         rq.range = req->headers.entries[ri].value.base;
         rq.range_len = req->headers.entries[ri].value.len;
     }
+    /* Reads leave the loop: the scheduler shares it. */
+    if (get && s->reads) {
+        reads_handle(s->reads, req, &rq);
+        return 0;
+    }
     struct api_response rs = { .status = 500, .content_type = "application/json" };
     sbuf_init(&rs.body);
     api_handle(s->e, &rq, &rs);
@@ -655,6 +677,12 @@ static void dispose_ctx(struct http_server *s)
     if (!s->ctx_live)
         return;
     s->ctx_live = false;
+    /* h2o_context_request_shutdown() arms HTTP/2's graceful-shutdown timer
+     * on the one-second timeout list, and h2o_context_dispose() asserts
+     * that list is empty: with no connection left the timer has nothing to
+     * do, so it is dropped here (a stop after any request aborted before). */
+    if (h2o_timeout_is_linked(&s->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&s->ctx.http2._graceful_shutdown_timeout);
     h2o_context_dispose(&s->ctx);
 }
 
@@ -724,7 +752,7 @@ int http_start(struct http_server **out, uv_loop_t *loop, const struct kiln_sett
     uv_tcp_init(loop, s->listener);
     s->listener->data = s;
     if ((rc = uv_tcp_bind(s->listener, (struct sockaddr *)&sa, 0)) < 0 ||
-        (rc = uv_listen((uv_stream_t *)s->listener, 128, on_accept)) < 0) {
+        (rc = uv_listen((uv_stream_t *)s->listener, LISTEN_BACKLOG, on_accept)) < 0) {
         rc = kiln_err_set(err, rc, "cannot listen on %s:%d: %s", cfg->bind, cfg->port,
                           uv_strerror(rc));
         uv_close((uv_handle_t *)s->listener, on_listener_closed);
@@ -747,6 +775,11 @@ int http_start(struct http_server **out, uv_loop_t *loop, const struct kiln_sett
     s->ctx_live = true;
     s->accept_ctx.ctx = &s->ctx;
     s->accept_ctx.hosts = s->config.hosts;
+    char *db = home_path(cfg->home, "kiln.db");
+    struct kiln_err rerr = { 0 };
+    if (reads_new(&s->reads, loop, e, db, READER_THREADS, &rerr) < 0)
+        LOG_W("HTTP: reads stay on the loop (%s)", rerr.msg);
+    free(db);
     sched_set_observer(engine_sched(e), on_sched_event, s);
     uv_timer_init(loop, &s->tick);
     s->tick.data = s;
@@ -780,6 +813,7 @@ void http_stop(struct http_server *s)
     }
     uv_close((uv_handle_t *)s->listener, on_listener_closed);
     s->listener = NULL;
+    reads_stop(s->reads);
     h2o_context_request_shutdown(&s->ctx);
     if (s->conns == 0)
         dispose_ctx(s);
@@ -791,6 +825,7 @@ void http_free(struct http_server *s)
         return;
     /* The loop has ended, so every connection is closed. */
     dispose_ctx(s);
+    reads_free(s->reads);
     h2o_config_dispose(&s->config);
     free(s->running);
     free(s->token);

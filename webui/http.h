@@ -30,6 +30,8 @@ void http_free(struct http_server *s);
 /* Reads HOME/token, or creates it (0600) with a new random token; *created
  * says which.  The caller frees *token. */
 int http_token_load(const char *home, char **token, int *created, struct kiln_err *err);
+/* The reason phrase of an HTTP status. */
+const char *http_reason(int status);
 /* Constant-time comparison of a presented token with the expected one. */
 int http_token_equal(const char *expected, const char *given, size_t given_len);
 

@@ -74,6 +74,17 @@ size_t split_test_count(size_t n, double frac);
 /* splitmix64 (Steele, Lea, Flood 2014; public domain reference by Vigna). */
 uint64_t splitmix64(uint64_t *state);
 
+/* Optional accelerator for the column arithmetic (kiln-clean --device gpu):
+ * col_moments, z-score/IQR clipping and scaling go through it when set.  Each
+ * returns 0, or -1 and the CPU does that step (after one message on stderr
+ * from whoever installed it). */
+struct clean_accel {
+    int (*moments)(const double *x, size_t n, size_t *count, double *mean, double *std, double *min, double *max);
+    int (*clip)(double *x, size_t n, double lo, double hi);
+    int (*affine)(double *x, size_t n, double off, double div); /* x = div > 0 ? (x-off)/div : 0, NaN kept */
+};
+extern const struct clean_accel *clean_accel; /* NULL: the CPU */
+
 /* Statistics over the non-missing values. */
 struct stats {
     size_t n;

@@ -651,11 +651,15 @@ void col_stats(const struct column *c, size_t nrows, struct stats *s)
     free(v);
 }
 
+const struct clean_accel *clean_accel;
+
 void col_moments(const struct column *c, size_t nrows, struct stats *s)
 {
     memset(s, 0, sizeof(*s));
     s->mean = s->std = s->min = s->max = s->median = s->q1 = s->q3 = NAN;
     if (!c->num)
+        return;
+    if (clean_accel && clean_accel->moments(c->num, nrows, &s->n, &s->mean, &s->std, &s->min, &s->max) == 0)
         return;
     /* the same sums in the same order as col_stats */
     size_t n = 0;
@@ -820,6 +824,8 @@ void op_clip(struct column *c, size_t n, enum clip how, double k)
         lo = s.q1 - k * iqr;
         hi = s.q3 + k * iqr;
     }
+    if (clean_accel && clean_accel->clip(c->num, n, lo, hi) == 0)
+        return;
     for (size_t r = 0; r < n; r++) {
         if (c->num[r] < lo) c->num[r] = lo;
         else if (c->num[r] > hi) c->num[r] = hi;
@@ -834,10 +840,12 @@ void op_scale(struct column *c, size_t n, enum scale how)
     col_moments(c, n, &s);
     double off = how == SCALE_STANDARD ? s.mean : s.min;
     double div = how == SCALE_STANDARD ? s.std : s.max - s.min;
+    c->type = T_NUMBER;
+    if (clean_accel && clean_accel->affine(c->num, n, off, div) == 0)
+        return;
     for (size_t r = 0; r < n; r++)
         if (!isnan(c->num[r]))
             c->num[r] = div > 0 ? (c->num[r] - off) / div : 0;
-    c->type = T_NUMBER;
 }
 
 void op_onehot(struct table *t, size_t ci, size_t top_k)

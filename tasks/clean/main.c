@@ -49,8 +49,45 @@ static void usage(FILE *f)
           "  --seed N                  seed of the split (splitmix64; default 0)\n"
           "  --test-output PATH        where the test rows go\n"
           "  --format csv|kcol         output format (default: from the extension)\n"
-          "  --device auto|cpu|gpu     auto = gpu when built with CUDA, else cpu\n", f);
+          "  --device auto|cpu|gpu     auto = the GPU when built with CUDA and one is visible\n", f);
 }
+
+#ifdef KILN_GPU
+#include "kgpu.h"
+
+/* clean_accel on the GPU: a CUDA error is reported once, and that step and
+ * every later one run on the CPU. */
+static int gpu_failed;
+
+static int gpu_note(int rc, const char *err)
+{
+    if (rc && !gpu_failed) {
+        fprintf(stderr, "kiln-clean: GPU step failed (%s); continuing on the CPU\n", err);
+        gpu_failed = 1;
+    }
+    return rc;
+}
+
+static int gpu_moments(const double *x, size_t n, size_t *count, double *mean, double *std, double *min, double *max)
+{
+    char err[300];
+    return gpu_failed ? -1 : gpu_note(kg_col_moments(x, n, count, mean, std, min, max, err, sizeof err), err);
+}
+
+static int gpu_clip(double *x, size_t n, double lo, double hi)
+{
+    char err[300];
+    return gpu_failed ? -1 : gpu_note(kg_col_clip(x, n, lo, hi, err, sizeof err), err);
+}
+
+static int gpu_affine(double *x, size_t n, double off, double div)
+{
+    char err[300];
+    return gpu_failed ? -1 : gpu_note(kg_col_affine(x, n, off, div, err, sizeof err), err);
+}
+
+static const struct clean_accel gpu_accel = {gpu_moments, gpu_clip, gpu_affine};
+#endif
 
 static int die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int die_usage(const char *fmt, ...)
@@ -350,20 +387,44 @@ int main(int argc, char **argv)
         die_usage("--split needs --test-output PATH");
     if (o.dropna && o.nimputes)
         die_usage("--dropna and --impute exclude each other");
-    /* The GPU path is not built yet: only a CUDA build may choose it. */
+    /* Device: the GPU when this build has CUDA and one is visible (auto) or
+     * asked for (gpu); the choice and its reason are logged.  On the GPU:
+     * column moments (mean imputing, z-score clipping, scaling, the
+     * summary), clipping and scaling; parsing, dedup, one-hot and writing
+     * stay on the CPU. */
     const char *device;
-    if (!strcmp(o.device, "gpu")) {
-#ifndef KILN_CLEAN_CUDA
-        die_usage("--device gpu: this kiln-clean was built without CUDA");
-#endif
-        device = "gpu";
-    } else if (!strcmp(o.device, "cpu") || !strcmp(o.device, "auto")) {
-        device = "cpu";
-    } else {
+    char dev_why[300] = "";
+    if (strcmp(o.device, "gpu") && strcmp(o.device, "cpu") && strcmp(o.device, "auto"))
         die_usage("--device: want auto, cpu or gpu, got '%s'", o.device);
+#ifdef KILN_GPU
+    int ngpu = strcmp(o.device, "cpu") ? kg_device_count(dev_why, sizeof dev_why) : 0;
+    if (!strcmp(o.device, "cpu")) {
+        device = "cpu";
+        snprintf(dev_why, sizeof dev_why, "requested");
+    } else if (ngpu == 0) {
+        if (!strcmp(o.device, "gpu"))
+            die_usage("--device gpu: no GPU visible (%s); use --device cpu or auto", dev_why);
+        device = "cpu";
+        char tmp[300];
+        snprintf(tmp, sizeof tmp, "auto: no GPU visible: %s", dev_why);
+        snprintf(dev_why, sizeof dev_why, "%s", tmp);
+    } else {
+        char name[256] = "", e2[256];
+        double peak = 0;
+        device = "gpu";
+        if (kg_device_info(name, sizeof name, &peak, e2, sizeof e2) == 0)
+            snprintf(dev_why, sizeof dev_why, "%s: %s, peak %.0f GB/s", o.device, name, peak);
+        else
+            snprintf(dev_why, sizeof dev_why, "%s: %d visible", o.device, ngpu);
+        clean_accel = &gpu_accel;
     }
-    fprintf(stderr, "kiln-clean: device %s%s\n", device,
-            !strcmp(o.device, "auto") ? " (auto: built without CUDA)" : "");
+#else
+    if (!strcmp(o.device, "gpu"))
+        die_usage("--device gpu: this kiln-clean was built without CUDA");
+    device = "cpu";
+    snprintf(dev_why, sizeof dev_why, "%s", !strcmp(o.device, "auto") ? "auto: built without CUDA" : "requested");
+#endif
+    fprintf(stderr, "kiln-clean: device %s (%s)\n", device, dev_why);
 
     char err[1024];
     double t0 = secs();

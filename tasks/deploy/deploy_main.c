@@ -15,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "k8s_apply.h"
 #include "ml.h"
 #include "registry.h"
 
@@ -27,13 +28,27 @@ static void usage(FILE *f)
           "                            [--metrics JSON|@FILE] [--version N] [--keep N]\n"
           "       kiln-deploy rollback --registry DIR --name NAME [--to VERSION]\n"
           "       kiln-deploy list     --registry DIR --name NAME\n"
+          "       kiln-deploy apply    --registry DIR --name NAME [--version N] [KUBERNETES]\n"
+          "       kiln-deploy render   --name NAME --version N [--namespace NS] [--image IMG]\n"
+          "                            [--claim PVC] [--replicas N]\n"
+          "KUBERNETES (publish and rollback with --k8s-apply, and apply):\n"
+          "       [--namespace NS] [--image IMG] [--claim PVC] [--replicas N]\n"
+          "       [--kubeconfig FILE] [--context NAME]\n"
           "\n"
           "The registry holds DIR/NAME/VERSION/{model.json,meta.json} and DIR/NAME/current,\n"
           "a symlink to the live version, replaced atomically.  publish validates the model,\n"
           "writes the next version (or --version N), makes it current and removes the oldest\n"
           "versions beyond --keep (default 5; never the current one).  rollback makes the\n"
           "version before the current one (or --to VERSION) current.  A JSON summary goes to\n"
-          "stdout and to $KILN_OUTPUTS when set.  Exit 0, 1 (failure), 2 (usage).\n",
+          "stdout and to $KILN_OUTPUTS when set.  Exit 0, 1 (failure), 2 (usage).\n"
+          "\n"
+          "With --k8s-apply, the version is first applied to Kubernetes as the Deployment +\n"
+          "Service kiln-serve-NAME running kiln-serve --version N (image --image, default\n"
+          KAPPLY_IMAGE ", registry from the PVC --claim, default " KAPPLY_CLAIM ", mounted at\n"
+          KAPPLY_MOUNT "); \"current\" changes only when that succeeded.  The cluster: --kubeconfig,\n"
+          "$KUBECONFIG, the pod's service account, ~/.kube/config.  apply applies a version\n"
+          "(default: current) without changing the registry; render prints the objects as a\n"
+          "v1 List without a cluster.  See docs/deploy.md.\n",
           f);
 }
 
@@ -178,8 +193,26 @@ static int prune(const char *dir, long keep, long current, json_object *removed)
     return 0;
 }
 
+/* Applies version to the cluster; adds "kubernetes" to out.  0 or 1. */
+static int k8s_apply(struct kapply_opts *k, long version, json_object *out)
+{
+    struct kiln_err err = { 0 };
+    json_object *sum = NULL;
+    k->version = version;
+    if (kapply_apply(k, &sum, &err) < 0) {
+        fprintf(stderr, "kiln-deploy: %s\n", err.msg);
+        return 1;
+    }
+    fprintf(stderr, "kiln-deploy: %s version %ld: deployment %s %s in namespace %s\n", k->name, version,
+            json_object_get_string(json_object_object_get(sum, "deployment")),
+            json_object_get_string(json_object_object_get(sum, "deployment_action")),
+            json_object_get_string(json_object_object_get(sum, "namespace")));
+    json_object_object_add(out, "kubernetes", sum);
+    return 0;
+}
+
 static int publish(const char *dir, const char *name, const char *model, const char *metrics,
-                   long version, long keep)
+                   long version, long keep, struct kapply_opts *k8s)
 {
     char err[2 * PATH_MAX + 128] = "";
     ml_model m;
@@ -262,8 +295,18 @@ static int publish(const char *dir, const char *name, const char *model, const c
         goto done;
     }
     tmp[0] = '\0';
+    json_object *kube = json_object_new_object();
+    /* The cluster first: when it refuses the new version, the registry is
+     * left as it was (the new folder removed, "current" unchanged). */
+    if (k8s && k8s_apply(k8s, version, kube) != 0) {
+        json_object_put(kube);
+        if (rmtree_version(final) < 0)
+            fprintf(stderr, "kiln-deploy: cannot remove %s: %s\n", final, strerror(errno));
+        goto done;
+    }
     if (reg_set_current(dir, version, err, sizeof err) < 0) {
         fprintf(stderr, "kiln-deploy: %s\n", err);
+        json_object_put(kube);
         goto done;
     }
     fprintf(stderr, "kiln-deploy: %s version %ld is current (was %ld)\n", name, version,
@@ -277,6 +320,10 @@ static int publish(const char *dir, const char *name, const char *model, const c
     json_object_object_add(out, "dir", json_object_new_string(dir));
     json_object_object_add(out, "checksum", json_object_new_string(sum));
     json_object_object_add(out, "removed", removed);
+    json_object *ks = NULL;
+    if (json_object_object_get_ex(kube, "kubernetes", &ks))
+        json_object_object_add(out, "kubernetes", json_object_get(ks));
+    json_object_put(kube);
     if (prune(dir, keep, version, removed) < 0)
         goto done;
     rc = emit(out);
@@ -292,7 +339,7 @@ done:
     return rc;
 }
 
-static int rollback(const char *dir, const char *name, long to)
+static int rollback(const char *dir, const char *name, long to, struct kapply_opts *k8s)
 {
     int lock = lock_dir(dir), rc = 1;
     long v[MAX_VERSIONS];
@@ -323,12 +370,20 @@ static int rollback(const char *dir, const char *name, long to)
         }
     }
     char err[2 * PATH_MAX + 128];
-    if (reg_set_current(dir, to, err, sizeof err) < 0) {
-        fprintf(stderr, "kiln-deploy: %s\n", err);
+    json_object *kube = json_object_new_object(), *ks = NULL;
+    /* The previous version's Deployment is applied again before "current"
+     * moves, so a refused apply changes nothing. */
+    if (k8s && k8s_apply(k8s, to, kube) != 0) {
+        json_object_put(kube);
         goto done;
     }
-    fprintf(stderr, "kiln-deploy: %s rolled back to version %ld (was %ld)\n", name, to, cur);
+    if (reg_set_current(dir, to, err, sizeof err) < 0) {
+        fprintf(stderr, "kiln-deploy: %s\n", err);
+        json_object_put(kube);
+        goto done;
+    }
     json_object *out = json_object_new_object();
+    fprintf(stderr, "kiln-deploy: %s rolled back to version %ld (was %ld)\n", name, to, cur);
     char p[PATH_MAX + 64];
     snprintf(p, sizeof p, "%s/%ld", dir, to);
     json_object_object_add(out, "name", json_object_new_string(name));
@@ -336,6 +391,9 @@ static int rollback(const char *dir, const char *name, long to)
     json_object_object_add(out, "previous", cur > 0 ? json_object_new_int64(cur) : NULL);
     json_object_object_add(out, "path", json_object_new_string(p));
     json_object_object_add(out, "dir", json_object_new_string(dir));
+    if (json_object_object_get_ex(kube, "kubernetes", &ks))
+        json_object_object_add(out, "kubernetes", json_object_get(ks));
+    json_object_put(kube);
     rc = emit(out);
     json_object_put(out);
 done:
@@ -372,6 +430,54 @@ static int list(const char *dir, const char *name)
     return rc;
 }
 
+/* apply: a version (default current) to the cluster, the registry untouched. */
+static int apply_version(const char *dir, const char *name, long version, struct kapply_opts *k8s)
+{
+    if (version <= 0 && (version = reg_current(dir)) <= 0) {
+        fprintf(stderr, "kiln-deploy: %s has no current version in %s\n", name, dir);
+        return 1;
+    }
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/%ld/model.json", dir, version);
+    if (access(p, R_OK) != 0) {
+        fprintf(stderr, "kiln-deploy: %s has no version %ld (%s: %s)\n", name, version, p, strerror(errno));
+        return 2;
+    }
+    json_object *out = json_object_new_object(), *kube = json_object_new_object(), *ks = NULL;
+    int rc = k8s_apply(k8s, version, kube);
+    if (rc == 0) {
+        json_object_object_add(out, "name", json_object_new_string(name));
+        json_object_object_add(out, "version", json_object_new_int64(version));
+        if (json_object_object_get_ex(kube, "kubernetes", &ks))
+            json_object_object_add(out, "kubernetes", json_object_get(ks));
+        rc = emit(out);
+    }
+    json_object_put(kube);
+    json_object_put(out);
+    return rc;
+}
+
+/* render: the objects as a v1 List, for kubectl or a review. */
+static int render(struct kapply_opts *k8s)
+{
+    struct kiln_err err = { 0 };
+    json_object *d, *s;
+    if (kapply_render(k8s, k8s->namespace ? k8s->namespace : "default", &d, &s, &err) < 0) {
+        fprintf(stderr, "kiln-deploy: %s\n", err.msg);
+        return 2;
+    }
+    json_object *list = json_object_new_object(), *items = json_object_new_array();
+    json_object_object_add(list, "apiVersion", json_object_new_string("v1"));
+    json_object_object_add(list, "kind", json_object_new_string("List"));
+    json_object_array_add(items, d);
+    json_object_array_add(items, s);
+    json_object_object_add(list, "items", items);
+    printf("%s\n", json_object_to_json_string_ext(list, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(list);
+    return 0;
+}
+
 static long parse_pos(const char *opt, const char *s)
 {
     char *end;
@@ -391,8 +497,15 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1], *registry = NULL, *name = NULL, *model = NULL, *metrics = NULL;
-    long version = 0, keep = 5, to = 0;
+    long version = 0, keep = 5, to = 0, replicas = 1;
+    int k8s = 0;
+    struct kapply_opts ko;
+    kapply_opts_default(&ko);
     static const struct option opts[] = {
+        { "k8s-apply", no_argument, NULL, 'K' },      { "namespace", required_argument, NULL, 'N' },
+        { "image", required_argument, NULL, 'i' },    { "claim", required_argument, NULL, 'c' },
+        { "kubeconfig", required_argument, NULL, 'C' }, { "context", required_argument, NULL, 'x' },
+        { "replicas", required_argument, NULL, 'R' },
         { "registry", required_argument, NULL, 'r' }, { "name", required_argument, NULL, 'n' },
         { "model", required_argument, NULL, 'm' },    { "metrics", required_argument, NULL, 'M' },
         { "version", required_argument, NULL, 'v' },  { "keep", required_argument, NULL, 'k' },
@@ -410,9 +523,26 @@ int main(int argc, char **argv)
         case 'v': if ((version = parse_pos("--version", optarg)) < 0) return 2; break;
         case 'k': if ((keep = parse_pos("--keep", optarg)) < 0) return 2; break;
         case 't': if ((to = parse_pos("--to", optarg)) < 0) return 2; break;
+        case 'K': k8s = 1; break;
+        case 'N': ko.namespace = optarg; break;
+        case 'i': ko.image = optarg; break;
+        case 'c': ko.claim = optarg; break;
+        case 'C': ko.kubeconfig = optarg; break;
+        case 'x': ko.context = optarg; break;
+        case 'R': if ((replicas = parse_pos("--replicas", optarg)) < 0 || replicas > 1000) return 2; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
+    }
+    ko.name = name;
+    ko.replicas = (int)replicas;
+    if (strcmp(cmd, "render") == 0) {
+        if (optind < argc || !name || version <= 0) {
+            fprintf(stderr, "kiln-deploy render: --name and --version are required\n");
+            return 2;
+        }
+        ko.version = version;
+        return render(&ko);
     }
     if (optind < argc || !registry || !name) {
         fprintf(stderr, "kiln-deploy: %s\n", optind < argc ? "unexpected argument"
@@ -433,10 +563,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "kiln-deploy publish: --model is required\n");
             return 2;
         }
-        return publish(dir, name, model, metrics, version, keep);
+        return publish(dir, name, model, metrics, version, keep, k8s ? &ko : NULL);
     }
     if (strcmp(cmd, "rollback") == 0)
-        return rollback(dir, name, to);
+        return rollback(dir, name, to, k8s ? &ko : NULL);
+    if (strcmp(cmd, "apply") == 0)
+        return apply_version(dir, name, version, &ko);
     if (strcmp(cmd, "list") == 0)
         return list(dir, name);
     fprintf(stderr, "kiln-deploy: unknown command '%s'\n", cmd);

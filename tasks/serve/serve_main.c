@@ -37,6 +37,7 @@ struct model_ref {
 static struct {
     uv_loop_t *loop;
     const char *name;
+    long pin; /* --version, 0: follow "current" */
     char dir[PATH_MAX];
     struct model_ref *cur;
     long max_rows;
@@ -98,7 +99,9 @@ static struct model_ref *ref_load(long version, char *err, size_t errlen)
 /* Loads the version "current" names when it is not the loaded one. */
 static void check_current(void)
 {
-    long v = reg_current(S.dir);
+    /* --version pins one version (a Kubernetes Deployment per version, see
+     * docs/deploy.md): "current" is then not followed. */
+    long v = S.pin > 0 ? S.pin : reg_current(S.dir);
     if (v <= 0 || (S.cur && S.cur->version == v))
         return;
     char err[2 * PATH_MAX + 128];
@@ -437,14 +440,15 @@ static void on_signal(uv_signal_t *h, int signum)
 static void usage(FILE *f)
 {
     fputs("usage: kiln-serve --registry DIR --name NAME [--bind ADDR] [--port N]\n"
-          "                  [--poll-ms MS] [--max-body BYTES] [--max-rows N]\n"
+          "                  [--poll-ms MS] [--max-body BYTES] [--max-rows N] [--version N]\n"
           "\n"
           "Serves DIR/NAME/current (see kiln-deploy) over HTTP/1.1:\n"
           "  POST /predict  {\"rows\": [[x1, x2, ...], ...]} or {\"rows\": [{\"feature\": x, ...}]}\n"
           "                 -> {\"version\", \"predictions\", \"probabilities\" (classifiers)}\n"
           "  GET /model     name, version, kind, features, classes, metrics\n"
           "  GET /healthz   {\"status\": \"ok\", \"version\": N}\n"
-          "A change of DIR/NAME/current is picked up without a restart.  Bad requests get\n"
+          "A change of DIR/NAME/current is picked up without a restart (--version N serves\n"
+          "version N only and does not follow current).  Bad requests get\n"
           "a 400 with {\"error\": \"...\"}.  Defaults: 127.0.0.1:8500, --poll-ms 1000,\n"
           "--max-body 1048576, --max-rows 10000.\n",
           f);
@@ -472,7 +476,7 @@ int main(int argc, char **argv)
         { "bind", required_argument, NULL, 'b' },     { "port", required_argument, NULL, 'p' },
         { "poll-ms", required_argument, NULL, 'P' },  { "max-body", required_argument, NULL, 'B' },
         { "max-rows", required_argument, NULL, 'R' }, { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        { "version", required_argument, NULL, 'V' }, { NULL, 0, NULL, 0 },
     };
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -484,6 +488,7 @@ int main(int argc, char **argv)
         case 'P': poll_ms = parse_long("--poll-ms", optarg, 10, 3600000); break;
         case 'B': max_body = parse_long("--max-body", optarg, 1024, 1L << 30); break;
         case 'R': S.max_rows = parse_long("--max-rows", optarg, 1, 10000000); break;
+        case 'V': S.pin = parse_long("--version", optarg, 1, LONG_MAX); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -18,7 +18,7 @@ typedef struct { char name[32]; double bound; int is_min; } gate;
 static void usage(FILE *f)
 {
     fprintf(f,
-"usage: kiln-eval --model MODEL.json --data FILE.csv [options]\n"
+"usage: kiln-eval --model MODEL.json --data FILE.csv|FILE.kcol [options]\n"
 "  --target NAME        target column (default: the model's target name)\n"
 "  --min METRIC=V       fail (exit 1) when METRIC < V  (repeatable)\n"
 "  --max METRIC=V       fail (exit 1) when METRIC > V  (repeatable; e.g. log_loss, rmse)\n"
@@ -80,7 +80,7 @@ int main(int argc, char **argv)
     ml_model M;
     if (ml_model_load(model_path, &M, err, sizeof err)) { fprintf(stderr, "kiln-eval: %s\n", err); return 2; }
     ml_data D;
-    if (ml_csv_read(data, target ? target : M.target, &D, err, sizeof err)) {
+    if (ml_data_read(data, target ? target : M.target, &D, err, sizeof err)) {
         fprintf(stderr, "kiln-eval: %s\n", err);
         ml_model_free(&M);
         return 2;

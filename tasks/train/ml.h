@@ -18,12 +18,18 @@ typedef struct {
     double *y;          /* n target values */
     char **names;       /* d feature names */
     char *target;       /* target column name */
-    uint64_t checksum;  /* FNV-1a 64 of the file's bytes */
+    uint64_t checksum;  /* FNV-1a 64 of the file's bytes (CSV or kcol) */
 } ml_data;
 
 /* Reads PATH; TARGET names the target column (NULL: the last column).
  * Returns 0, or -1 with a message in ERR. */
 int ml_csv_read(const char *path, const char *target, ml_data *out, char *err, size_t errlen);
+/* kiln-clean's binary output (docs/kcol-format.md): number, integer and boolean
+ * columns; a category column or a missing value is an error naming it.  The
+ * checksum is the same FNV-1a of the file's bytes. */
+int ml_kcol_read(const char *path, const char *target, ml_data *out, char *err, size_t errlen);
+/* ml_kcol_read for a name ending in .kcol, ml_csv_read otherwise. */
+int ml_data_read(const char *path, const char *target, ml_data *out, char *err, size_t errlen);
 void ml_data_free(ml_data *d);
 uint64_t ml_fnv1a64(const void *buf, size_t len, uint64_t h);
 
@@ -37,12 +43,31 @@ typedef struct {
     const double *x;
     const double *y;
     double lambda;      /* mean loss + 0.5*lambda*||w||^2 (intercepts not penalized) */
+    unsigned threads;   /* 0: one per online CPU, at most ML_MAX_THREADS; the result does not depend on it */
+    const struct ml_offload *offload; /* NULL, or where full-batch evaluations run (kiln-train's GPU path) */
 } ml_problem;
+
+/* Another place to compute the full-batch sums (the GPU): SUMS fills *LOSS_SUM
+ * (the loss summed over the n rows) and GRAD_SUM (ml_nparams: the gradient of
+ * that sum, no penalty) and returns 0, or returns -1 and the CPU computes
+ * them instead. */
+typedef struct ml_offload {
+    int (*sums)(void *ctx, const double *w, double *loss_sum, double *grad_sum);
+    void *ctx;
+} ml_offload;
+
+#define ML_MAX_THREADS 8
 
 static inline size_t ml_nparams(const ml_problem *p) { return p->k * (p->d + 1); }
 
-/* Objective on rows IDX[0..m-1] (IDX NULL: all n rows); fills GRAD when not NULL. */
+/* Objective on rows IDX[0..m-1] (IDX NULL: all n rows); fills GRAD when not NULL.
+ * Summed in fixed blocks of rows, the blocks added in order: the same doubles
+ * for any p->threads. */
 double ml_objective(const ml_problem *p, const double *w, double *grad, const size_t *idx, size_t m);
+
+/* softplus(z) = log(1+exp(z)) and sigmoid(z) for N values (vectorized; within
+ * a few ulp of libm's log1p/exp; z below -708 counts as -708). */
+void ml_logistic_terms(const double *z, size_t n, double *softplus, double *sigmoid);
 
 typedef enum { ML_LBFGS = 0, ML_SGD = 1, ML_ADAM = 2 } ml_solver;
 
@@ -100,6 +125,9 @@ int ml_model_load(const char *path, ml_model *m, char *err, size_t errlen);
 /* Scores for one raw (unstandardized) row: for logistic, nclasses probabilities;
  * for linear, one prediction. */
 void ml_predict_row(const ml_model *m, const double *x, double *out);
+/* The same for a row already standardized with m->mean and m->std (the same
+ * doubles as ml_predict_row on the raw row). */
+void ml_predict_std_row(const ml_model *m, const double *xs, double *out);
 /* Index of the label in m->classes, or -1. */
 int ml_class_index(const ml_model *m, double label);
 

@@ -16,7 +16,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-"usage: kiln-train --data FILE.csv --out MODEL.json [options]\n"
+"usage: kiln-train --data FILE.csv|FILE.kcol --out MODEL.json [options]\n"
 "  --target NAME        target column (default: the last column)\n"
 "  --kind logistic|linear   (default logistic; binary or multinomial from the labels)\n"
 "  --solver lbfgs|sgd|adam  lbfgs = full batch (default); sgd = mini-batch SGD with momentum\n"
@@ -28,9 +28,37 @@ static void usage(FILE *f)
 "  --val-fraction F     hold out F of the rows (seeded) for validation and early stopping\n"
 "  --patience N         early stopping: epochs without improvement (default 10)\n"
 "  --seed S             (default 1)\n"
-"  --device auto|cpu|gpu  (auto = gpu when built with CUDA, else cpu)\n"
+"  --device auto|cpu|gpu  (auto = the GPU when this build has CUDA and one is visible, else the CPU)\n"
 "  --quiet              no progress lines\n");
 }
+
+#ifdef KILN_GPU
+#include "kgpu.h"
+
+/* The GPU side of ml_offload: counts evaluations and kernel time for the log;
+ * after a failure everything goes back to the CPU. */
+typedef struct {
+    kg_objective *o;
+    size_t evals;
+    double ms;
+    int failed;
+} gpu_ctx;
+
+static int gpu_sums(void *ctx, const double *w, double *loss_sum, double *grad_sum)
+{
+    gpu_ctx *G = ctx;
+    char err[300];
+    if (G->failed) return -1;
+    if (kg_objective_eval(G->o, w, loss_sum, grad_sum, err, sizeof err)) {
+        fprintf(stderr, "kiln-train: GPU evaluation failed (%s); continuing on the CPU\n", err);
+        G->failed = 1;
+        return -1;
+    }
+    G->evals++;
+    G->ms += kg_objective_last_ms(G->o);
+    return 0;
+}
+#endif
 
 static int parse_double(const char *s, double *out)
 {
@@ -46,12 +74,6 @@ static int parse_size(const char *s, size_t *out)
     if (e == s || *e || s[0] == '-') return -1;
     *out = (size_t)v;
     return 0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)
@@ -118,41 +140,68 @@ int main(int argc, char **argv)
     else { fprintf(stderr, "kiln-train: --solver must be lbfgs, sgd or adam, not '%s'\n", solver_s); return 2; }
     if (!isnan(C) && !isnan(l2)) { fprintf(stderr, "kiln-train: give --C or --l2, not both\n"); return 2; }
 
-    /* Device: the CPU path is the only one so far; a CUDA path plugs in here. */
-#ifdef HAVE_CUDA
-    const int have_cuda = 1;
-#else
-    const int have_cuda = 0;
-#endif
+    /* Device: the GPU when one is visible (auto) or asked for (gpu); the
+     * choice and its reason are logged.  The GPU computes the full-batch
+     * evaluations of the training objective (all of L-BFGS's); mini-batches,
+     * validation losses and the solver's own arithmetic stay on the CPU. */
     const char *dev_used;
-    if (!strcmp(device, "cpu")) dev_used = "cpu";
-    else if (!strcmp(device, "auto")) dev_used = "cpu"; /* no GPU kernels yet, even with CUDA */
+    char dev_why[300] = "";
+#ifdef KILN_GPU
+    int ngpu = 0;
+    if (!strcmp(device, "auto") || !strcmp(device, "gpu")) ngpu = kg_device_count(dev_why, sizeof dev_why);
+    if (!strcmp(device, "cpu")) { dev_used = "cpu"; snprintf(dev_why, sizeof dev_why, "built with CUDA"); }
+    else if (!strcmp(device, "auto") || !strcmp(device, "gpu")) {
+        if (ngpu == 0) {
+            if (!strcmp(device, "gpu")) {
+                fprintf(stderr, "kiln-train: --device gpu: no GPU visible (%s); use --device cpu or auto\n", dev_why);
+                return 2;
+            }
+            dev_used = "cpu";
+            char tmp[300];
+            snprintf(tmp, sizeof tmp, "no GPU visible: %s", dev_why);
+            snprintf(dev_why, sizeof dev_why, "%s", tmp);
+        } else {
+            char name[256] = "", e2[256] = "";
+            double peak = 0;
+            dev_used = "gpu";
+            if (kg_device_info(name, sizeof name, &peak, e2, sizeof e2) == 0)
+                snprintf(dev_why, sizeof dev_why, "%d visible; %s, peak %.0f GB/s", ngpu, name, peak);
+            else snprintf(dev_why, sizeof dev_why, "%d visible", ngpu);
+        }
+    } else { fprintf(stderr, "kiln-train: --device must be auto, cpu or gpu, not '%s'\n", device); return 2; }
+#else
+    if (!strcmp(device, "cpu") || !strcmp(device, "auto")) { dev_used = "cpu"; snprintf(dev_why, sizeof dev_why, "built without CUDA"); }
     else if (!strcmp(device, "gpu")) {
-        fprintf(stderr, have_cuda
-                ? "kiln-train: --device gpu: no GPU solver yet (this build found the CUDA toolkit, but the CUDA path "
-                  "is not implemented); use --device cpu or auto\n"
-                : "kiln-train: --device gpu: this kiln-train was built without CUDA; use --device cpu or auto\n");
+        fprintf(stderr, "kiln-train: --device gpu: this kiln-train was built without CUDA; use --device cpu or auto\n");
         return 2;
     } else { fprintf(stderr, "kiln-train: --device must be auto, cpu or gpu, not '%s'\n", device); return 2; }
-    if (!quiet) fprintf(stderr, "kiln-train: device %s (requested %s; %s)\n", dev_used, device,
-                        have_cuda ? "CUDA toolkit found at build time, no GPU solver yet" : "built without CUDA");
+#endif
+    if (!quiet) fprintf(stderr, "kiln-train: device %s (requested %s; %s)\n", dev_used, device, dev_why);
 
     char err[512];
     ml_data D;
-    if (ml_csv_read(data, target, &D, err, sizeof err)) { fprintf(stderr, "kiln-train: %s\n", err); return 2; }
+    if (ml_data_read(data, target, &D, err, sizeof err)) { fprintf(stderr, "kiln-train: %s\n", err); return 2; }
 
     /* classes */
     double *classes = NULL;
     size_t ncls = 0;
     if (kind == ML_LOGISTIC) {
-        double *s = malloc(D.n * sizeof *s);
+        /* the distinct labels, sorted: a binary search in the (small) set per row */
+        double *s = malloc(1001 * sizeof *s);
         if (!s) abort();
-        memcpy(s, D.y, D.n * sizeof *s);
-        qsort(s, D.n, sizeof *s, cmp_double);
-        for (size_t i = 0; i < D.n; i++) if (i == 0 || s[i] != s[i - 1]) s[ncls++] = s[i];
+        for (size_t i = 0; i < D.n && ncls <= 1000; i++) {
+            double y = D.y[i];
+            if (ncls && y == s[0]) continue;
+            size_t a = 0, hi = ncls;
+            while (a < hi) { size_t mid = (a + hi) / 2; if (s[mid] < y) a = mid + 1; else hi = mid; }
+            if (a < ncls && s[a] == y) continue;
+            memmove(s + a + 1, s + a, (ncls - a) * sizeof *s);
+            s[a] = y;
+            ncls++;
+        }
         classes = s;
         if (ncls < 2) { fprintf(stderr, "kiln-train: the target '%s' has a single class\n", D.target); free(classes); ml_data_free(&D); return 2; }
-        if (ncls > 1000) { fprintf(stderr, "kiln-train: the target '%s' has %zu classes: use --kind linear for a numeric target\n", D.target, ncls); free(classes); ml_data_free(&D); return 2; }
+        if (ncls > 1000) { fprintf(stderr, "kiln-train: the target '%s' has more than 1000 classes: use --kind linear for a numeric target\n", D.target); free(classes); ml_data_free(&D); return 2; }
     }
 
     /* seeded train/validation split */
@@ -165,7 +214,9 @@ int main(int argc, char **argv)
     if (nval) ml_shuffle(idx, n, &rng);
     if (nval >= n) nval = n - 1;
     size_t ntr = n - nval;
-    double *xtr = malloc(ntr * d * sizeof *xtr + 1), *ytr = malloc(ntr * sizeof *ytr),
+    /* Without a validation split the rows stay in file order: standardize the
+     * reader's matrix in place instead of copying 8*n*d bytes. */
+    double *xtr = nval ? malloc(ntr * d * sizeof *xtr + 1) : D.x, *ytr = malloc(ntr * sizeof *ytr),
            *xva = malloc(nval * d * sizeof *xva + 1), *yva = malloc(nval * sizeof *yva + 1);
     double *mean = calloc(d + 1, sizeof *mean), *sd = calloc(d + 1, sizeof *sd);
     if (!xtr || !ytr || !xva || !yva || !mean || !sd) abort();
@@ -177,7 +228,7 @@ int main(int argc, char **argv)
             while (lo2 + 1 < hi) { size_t mid = (lo2 + hi) / 2; if (classes[mid] <= y) lo2 = mid; else hi = mid; }
             y = (double)lo2;
         }
-        if (t < ntr) { memcpy(xtr + t * d, D.x + i * d, d * sizeof *xtr); ytr[t] = y; }
+        if (t < ntr) { if (nval) memcpy(xtr + t * d, D.x + i * d, d * sizeof *xtr); ytr[t] = y; }
         else { memcpy(xva + (t - ntr) * d, D.x + i * d, d * sizeof *xva); yva[t - ntr] = y; }
     }
     /* standardize with the training rows' mean and (population) standard deviation */
@@ -199,7 +250,7 @@ int main(int argc, char **argv)
         for (size_t j = 0; j < d; j++) xva[t * d + j] = (xva[t * d + j] - mean[j]) / sd[j];
     double lambda = !isnan(l2) ? l2 : !isnan(C) ? 1.0 / (C * (double)ntr) : kind == ML_LOGISTIC ? 1.0 / (double)ntr : 0;
     size_t k = kind == ML_LINEAR || ncls == 2 ? 1 : ncls;
-    ml_problem tr = {kind, ntr, d, k, xtr, ytr, lambda}, va = {kind, nval, d, k, xva, yva, lambda};
+    ml_problem tr = {kind, ntr, d, k, xtr, ytr, lambda, 0, NULL}, va = {kind, nval, d, k, xva, yva, lambda, 0, NULL};
 
     ml_opts_default(&o, solver);
     if (max_iter) o.max_iter = max_iter;
@@ -224,8 +275,35 @@ int main(int argc, char **argv)
         fprintf(stderr, "kiln-train: %s regression (%s), %zu features, %zu training rows, %zu validation rows, "
                 "solver %s, lambda %.6g\n", kind_s, kind == ML_LINEAR ? "squared error" : k == 1 ? "binary" : "multinomial",
                 d, ntr, nval, solver_s, lambda);
+#ifdef KILN_GPU
+    gpu_ctx G = {0};
+    ml_offload off = {gpu_sums, &G};
+    if (!strcmp(dev_used, "gpu")) {
+        char e2[300];
+        G.o = kg_objective_new(kind == ML_LINEAR ? 1 : 0, ntr, d, k, xtr, ytr, e2, sizeof e2);
+        if (G.o) tr.offload = &off;
+        else {
+            fprintf(stderr, "kiln-train: the GPU cannot take this problem (%s); training on the CPU\n", e2);
+            dev_used = "cpu";
+        }
+        if (G.o && solver != ML_LBFGS && !quiet)
+            fprintf(stderr, "kiln-train: %s: mini-batches stay on the CPU; the GPU computes full-batch losses only\n", solver_s);
+    }
+#endif
     ml_result res;
     int rc = ml_fit(&tr, nval ? &va : NULL, &o, w, &res);
+#ifdef KILN_GPU
+    if (G.o) {
+        if (!quiet && G.evals) {
+            double bytes = (double)ntr * (double)(d + 1) * sizeof(double);
+            fprintf(stderr, "kiln-train: gpu: %zu evaluations, kernel time %.3f ms (%.3f ms each), %.1f GB/s "
+                    "(rows and targets read once per evaluation)\n", G.evals, G.ms, G.ms / (double)G.evals,
+                    G.ms > 0 ? bytes * (double)G.evals / (G.ms * 1e-3) / 1e9 : 0.0);
+        }
+        if (G.failed) dev_used = "cpu";
+        kg_objective_free(G.o);
+    }
+#endif
     if (rc || !isfinite(res.train_loss)) {
         fprintf(stderr, "kiln-train: training failed (%s)\n", rc ? "bad options" : "the loss diverged; lower --lr");
         rc = 1;
@@ -235,7 +313,8 @@ int main(int argc, char **argv)
     ml_model M = {0};
     M.kind = kind; M.d = d; M.k = k; M.nclasses = ncls; M.classes = classes; M.features = D.names;
     M.target = D.target; M.mean = mean; M.std = sd; M.w = w;
-    /* metrics on the training and validation rows (raw rows: the model standardizes) */
+    /* metrics on the training and validation rows (standardized rows, the same
+     * doubles the model gives on the raw ones) */
     json_object *metrics = json_object_new_object();
     for (int part = 0; part < 2; part++) {
         size_t m = part ? nval : ntr;
@@ -246,7 +325,7 @@ int main(int argc, char **argv)
         if (!pred || !yt || !yi) abort();
         for (size_t t = 0; t < m; t++) {
             size_t i = idx[part ? ntr + t : t];
-            ml_predict_row(&M, D.x + i * d, pred + t * ko);
+            ml_predict_std_row(&M, (part ? xva : xtr) + t * d, pred + t * ko);
             yt[t] = D.y[i];
             yi[t] = kind == ML_LOGISTIC ? ml_class_index(&M, D.y[i]) : 0;
         }
@@ -341,7 +420,7 @@ int main(int argc, char **argv)
     }
     json_object_put(tj); json_object_put(metrics); json_object_put(dj);
 done:
-    free(w); free(idx); free(xtr); free(ytr); free(xva); free(yva); free(mean); free(sd); free(classes);
+    free(w); free(idx); if (xtr != D.x) free(xtr); free(ytr); free(xva); free(yva); free(mean); free(sd); free(classes);
     ml_data_free(&D);
     return rc;
 }

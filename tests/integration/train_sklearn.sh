@@ -58,6 +58,21 @@ grep -q '"checksum": "fnv1a64:' "$T/a.json" && grep -q '"version": 1' "$T/a.json
 ok $? "the model file describes itself (version, classes, data checksum)"
 "$TRAIN" --data "$T/iris.train.csv" --out "$T/g.json" --device gpu 2> "$T/gpu.err"
 [ $? -eq 2 ] && grep -q -- '--device gpu: ' "$T/gpu.err"; ok $? "--device gpu without a GPU solver fails clearly: $(cat "$T/gpu.err")"
+# kiln-clean's kcol output as input: the same rows give the same model
+CLEAN=$(dirname "$KILN_BIN")/tasks/clean/kiln-clean
+"$CLEAN" "$T/breast_cancer.train.csv" -o "$T/bc.kcol" --device cpu > /dev/null 2>&1 &&
+    "$CLEAN" "$T/breast_cancer.test.csv" -o "$T/bct.kcol" --device cpu > /dev/null 2>&1
+ok $? "kiln-clean converts the breast_cancer files to kcol"
+"$TRAIN" --data "$T/breast_cancer.train.csv" --out "$T/bc-csv.json" --quiet &&
+    "$TRAIN" --data "$T/bc.kcol" --out "$T/bc-kcol.json" --quiet
+ok $? "kiln-train reads the CSV and the kcol file"
+grep -v '"path"\|"checksum"' "$T/bc-csv.json" > "$T/bc-csv.cmp"; grep -v '"path"\|"checksum"' "$T/bc-kcol.json" > "$T/bc-kcol.cmp"
+cmp -s "$T/bc-csv.cmp" "$T/bc-kcol.cmp"; ok $? "the same model from both (but the input's path and checksum)"
+KILN_OUTPUTS=$T/ev-kcol.json "$EVAL" --model "$T/bc-kcol.json" --data "$T/bct.kcol" > /dev/null &&
+    KILN_OUTPUTS=$T/ev-csv.json "$EVAL" --model "$T/bc-csv.json" --data "$T/breast_cancer.test.csv" > /dev/null
+ok $? "kiln-eval reads kcol"
+[ "$(sed 's/"data_checksum":"[^"]*"//' "$T/ev-kcol.json")" = "$(sed 's/"data_checksum":"[^"]*"//' "$T/ev-csv.json")" ]
+ok $? "and gives the same metrics as from the CSV"
 "$TRAIN" --data "$T/nonexistent.csv" --out "$T/x.json" 2> "$T/nf.err"
 [ $? -eq 2 ] && grep -q 'nonexistent.csv' "$T/nf.err"; ok $? "a missing input is a usage error naming the file"
 done_testing

@@ -14,10 +14,14 @@ Speaks the real REST + watch protocol for pods (v1) in namespaces:
   DELETE /api/v1/namespaces/NS/pods/NAME                 gracePeriodSeconds, preconditions.uid (409)
   GET    /api/v1/namespaces/NS/pods/NAME/log             follow, timestamps, sinceTime, sinceSeconds,
                                                          tailLines, limitBytes, container
-A simulated scheduler + kubelet binds each pod to a node, runs the first container's
-command (+args) as a local process (the image is ignored; env and workingDir are used),
-serves its stdout+stderr as the log, and sets phase/conditions/containerStatuses like
-the kubelet.  activeDeadlineSeconds -> Failed/DeadlineExceeded.
+  GET    /api/v1/nodes[/NAME]                            the simulated nodes (read only)
+The simulated scheduler + kubelet of kubelet_core.py (the same code sim-kubelet.py runs
+against a real apiserver) binds each pod to a node that fits (nodeSelector, GPUs, cpu,
+memory) or marks it Unschedulable, runs the first container's command (+args) as a local
+process (env, $(VAR), an existing workingDir), serves its stdout+stderr as the log, and
+sets phase/conditions/containerStatuses like the kubelet: InvalidImageName and
+ErrImagePull/ImagePullBackOff for bad or *.invalid images, OOMKilled over limits.memory,
+the termination message, DeadlineExceeded, SIGTERM/grace/SIGKILL on graceful delete.
 
 Control endpoints (not Kubernetes):
   POST /_sim/faults   JSON, any of:
@@ -33,8 +37,9 @@ Control endpoints (not Kubernetes):
   GET  /_sim/stats    request counts
   POST /_sim/reset    clear faults
 
-Start: kube-sim.py [--port 0] [--port-file F] [--nodes 3] [--node-gpus 8] [--token T]
-       [--manual] [--strict-pod-names] [--bookmark-interval S] [--history N]
+Start: kube-sim.py [--port 0] [--port-file F] [--nodes 3] [--node-gpus 8] [--node-cpu 64]
+       [--node-memory 256Gi] [--node-labels k=v,...] [--token T] [--manual]
+       [--strict-pod-names] [--bookmark-interval S] [--history N]
 It prints "kube-sim listening on http://127.0.0.1:PORT" on stdout.
 """
 import argparse
@@ -44,7 +49,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -54,6 +58,9 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import objects  # Deployments and Services (tests/kube-sim/objects.py)
+from kubelet_core import Kubelet, iter_log, log_params, now_rfc3339, peek_of, qty_value
+
 # ---------------------------------------------------------------- validation
 DNS1123_LABEL = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')
 DNS1123_SUB = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')
@@ -61,9 +68,6 @@ LABEL_VALUE = re.compile(r'^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$')
 QUALIFIED_NAME = re.compile(r'^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$')
 QUANTITY = re.compile(r'^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$')
 ENV_NAME = re.compile(r'^[-._a-zA-Z][-._a-zA-Z0-9]*$')
-SUFFIX = {'Ki': 2**10, 'Mi': 2**20, 'Gi': 2**30, 'Ti': 2**40, 'Pi': 2**50, 'Ei': 2**60,
-          'n': Decimal('1e-9'), 'u': Decimal('1e-6'), 'm': Decimal('1e-3'), '': 1,
-          'k': 10**3, 'M': 10**6, 'G': 10**9, 'T': 10**12, 'P': 10**15, 'E': 10**18}
 
 MSG_SUB = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
            "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
@@ -78,14 +82,6 @@ MSG_QNAME = ("name part must consist of alphanumeric characters, '-', '_' or '.'
              "an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
              "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
 MSG_QTY = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-
-
-def qty_value(s):
-    m = re.match(r'^([+-]?[0-9.]+)(.*)$', s)
-    num, suf = Decimal(m.group(1)), m.group(2)
-    if suf[:1] in ('e', 'E'):
-        return num * (Decimal(10) ** int(suf[1:]))
-    return num * Decimal(SUFFIX[suf])
 
 
 class Errs:
@@ -357,23 +353,6 @@ def match_fields(reqs, pod):
     return all((FIELDS[k](pod) == v) == (op == '=') for k, op, v in reqs)
 
 
-def now_rfc3339():
-    return datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
-
-
-def ts_nano(t):
-    d = datetime.fromtimestamp(t, timezone.utc)
-    return d.strftime('%Y-%m-%dT%H:%M:%S.') + f'{int((t % 1) * 1e9):09d}Z'
-
-
-def parse_time(s):
-    s = s.replace('Z', '+00:00')
-    m = re.match(r'^(.*T\d\d:\d\d:\d\d)(\.\d+)?(.*)$', s)
-    if not m:
-        raise ValueError(s)
-    return datetime.fromisoformat(m.group(1) + m.group(3)).timestamp()
-
-
 def merge_patch(target, patch):
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
@@ -396,12 +375,6 @@ def status_obj(code, reason, message, details=None):
 
 
 # ---------------------------------------------------------------- the store
-class PodLog:
-    def __init__(self):
-        self.lines = []          # (t, text-with-newline)
-        self.done = False
-
-
 class Sim:
     def __init__(self, args):
         self.args = args
@@ -410,8 +383,17 @@ class Sim:
         self.pods = {}           # (ns, name) -> pod
         self.events = []         # (rv, type, obj, prev_obj)
         self.floor = 0           # RVs <= floor are too old (410)
-        self.logs = {}           # uid -> PodLog
-        self.procs = {}          # uid -> Popen
+        self.nodes = [{'name': f'sim-node-{i}',
+                       'labels': dict({'kubernetes.io/hostname': f'sim-node-{i}', 'kubernetes.io/os': 'linux',
+                                       'kubernetes.io/arch': 'amd64'},
+                                      **({'nvidia.com/gpu.present': 'true'} if args.node_gpus else {}),
+                                      **dict(kv.split('=', 1) for kv in (args.node_labels or '').split(',') if kv)),
+                       'allocatable': {'cpu': qty_value(args.node_cpu), 'memory': qty_value(args.node_memory),
+                                       'pods': Decimal(110), 'nvidia.com/gpu': Decimal(args.node_gpus)},
+                       'unschedulable': False} for i in range(args.nodes)]
+        self.started = now_rfc3339()
+        self.kubelet = Kubelet(SimBackend(self), self.lock, delay=args.schedule_delay)
+        self.logs = self.kubelet.logs    # uid -> PodLog
         self.faults = {'http_429': None, 'http_500': None, 'force_410': 0, 'pod': []}
         self.watch_gen = 0       # bumped by drop_watches
         self.stats = {'requests': 0, 'watches': 0, 'creates': 0, 'http_429': 0, 'http_500': 0}
@@ -439,24 +421,14 @@ class Sim:
             return copy.deepcopy(pod)
 
     def remove(self, ns, name, uid=None):
+        """Removes the object at once; the kubelet notices and kills what runs."""
         with self.lock:
             pod = self.pods.get((ns, name))
             if not pod or (uid and pod['metadata']['uid'] != uid):
                 return
             del self.pods[(ns, name)]
             self.emit('DELETED', pod)
-            log = self.logs.get(pod['metadata']['uid'])
-            if log:
-                log.done = True
-        self.kill(pod['metadata']['uid'], signal.SIGKILL)
-
-    def kill(self, uid, sig):
-        p = self.procs.get(uid)
-        if p and p.poll() is None:
-            try:
-                os.killpg(p.pid, sig)
-            except OSError:
-                pass
+        self.kubelet.forget(pod['metadata']['uid'])
 
     def take_pod_fault(self, pod):
         with self.lock:
@@ -472,193 +444,68 @@ class Sim:
                 return f
         return None
 
-    # ------------------------------------------------------------ kubelet
-    def run_pod(self, ns, name, uid):
-        time.sleep(self.args.schedule_delay)
-        with self.lock:
-            pod = self.pods.get((ns, name))
+    def node_obj(self, n):
+        alloc = {k: str(int(v)) if v == v.to_integral_value() else str(v) for k, v in n['allocatable'].items()}
+        return {'kind': 'Node', 'apiVersion': 'v1',
+                'metadata': {'name': n['name'], 'labels': dict(n['labels']), 'resourceVersion': '1',
+                             'uid': str(uuid.uuid5(uuid.NAMESPACE_DNS, n['name'])), 'creationTimestamp': self.started},
+                'spec': {'unschedulable': True} if n['unschedulable'] else {},
+                'status': {'capacity': dict(alloc), 'allocatable': alloc,
+                           'addresses': [{'type': 'InternalIP', 'address': '127.0.0.1'},
+                                         {'type': 'Hostname', 'address': n['name']}],
+                           'conditions': [{'type': 'Ready', 'status': 'True', 'reason': 'KubeletReady',
+                                           'message': 'kubelet is posting ready status',
+                                           'lastHeartbeatTime': now_rfc3339(),
+                                           'lastTransitionTime': self.started}],
+                           'nodeInfo': {'kubeletVersion': 'v1.20.2-sim', 'operatingSystem': 'linux',
+                                        'architecture': 'amd64'}}}
+
+
+class SimBackend:
+    """kubelet_core's view of the in-process store."""
+    def __init__(self, sim):
+        self.sim = sim
+
+    def get(self, ns, name):
+        with self.sim.lock:
+            return copy.deepcopy(self.sim.pods.get((ns, name)))
+
+    def peek(self, ns, name):
+        with self.sim.lock:
+            return peek_of(self.sim.pods.get((ns, name)))
+
+    def _update(self, ns, name, uid, fn):
+        with self.sim.lock:
+            pod = self.sim.pods.get((ns, name))
             if not pod or pod['metadata']['uid'] != uid:
-                return
-            spec = copy.deepcopy(pod['spec'])
-            podc = copy.deepcopy(pod)
-        fault = self.take_pod_fault(podc) or {}
-        kind = fault.get('fault')
-        ctr = spec['containers'][0]
+                return False
+            prev = copy.deepcopy(pod)
+            fn(pod)
+            self.sim.emit('MODIFIED', pod, prev)
+            return True
 
-        def cond(t, s, reason=None, msg=None):
-            c = {'type': t, 'status': s, 'lastProbeTime': None, 'lastTransitionTime': now_rfc3339()}
-            if reason:
-                c['reason'] = reason
-            if msg:
-                c['message'] = msg
-            return c
-
-        # scheduler
-        gpu_need = 0
-        for c in spec['containers']:
-            lim = (c.get('resources') or {}).get('limits') or {}
-            gpu_need += int(qty_value(str(lim.get('nvidia.com/gpu', '0'))))
-        unsched = None
-        if kind == 'unschedulable':
-            unsched = fault.get('message') or \
-                f'0/{self.args.nodes} nodes are available: {self.args.nodes} Insufficient nvidia.com/gpu.'
-        elif gpu_need > self.args.node_gpus:
-            unsched = f'0/{self.args.nodes} nodes are available: {self.args.nodes} Insufficient nvidia.com/gpu.'
-        if unsched:
-            def f_unsched(p):
-                p['status']['conditions'] = [cond('PodScheduled', 'False', 'Unschedulable', unsched)]
-            self.update(ns, name, f_unsched)
-            return
-        node = 'sim-node-0'
-
-        def f_bind(p):
-            p['spec']['nodeName'] = node
-            p['status'].update({'conditions': [cond('PodScheduled', 'True')], 'hostIP': '127.0.0.1',
-                                'podIP': '127.0.0.1', 'startTime': now_rfc3339()})
-            p['status']['containerStatuses'] = [
-                {'name': c['name'], 'image': c['image'], 'imageID': '', 'ready': False, 'restartCount': 0,
-                 'started': False, 'state': {'waiting': {'reason': 'ContainerCreating'}}}
-                for c in p['spec']['containers']]
-        if not self.update(ns, name, f_bind):
-            return
-        time.sleep(self.args.schedule_delay)
-        if kind == 'image_pull':
-            img = ctr['image']
-            msg = fault.get('message') or f'rpc error: code = NotFound desc = failed to pull and unpack image "{img}"'
-
-            def f_pull(reason, m):
-                def f(p):
-                    p['status']['containerStatuses'][0]['state'] = {'waiting': {'reason': reason, 'message': m}}
-                return f
-            self.update(ns, name, f_pull('ErrImagePull', msg))
-            time.sleep(0.3)
-            self.update(ns, name, f_pull('ImagePullBackOff', f'Back-off pulling image "{img}"'))
-            return
-        if kind == 'start_error':
-            self.finish(ns, name, uid, 128, 'StartError', fault.get('message') or
-                        'failed to create containerd task: exec: "nope": executable file not found in $PATH')
-            return
-        argv = list(ctr.get('command') or []) + list(ctr.get('args') or [])
-        if not argv:
-            self.finish(ns, name, uid, 128, 'StartError', 'no command (the simulator ignores images)')
-            return
-        env = dict(os.environ)
-        for e in ctr.get('env') or []:
-            env[e['name']] = e.get('value', '')
-        env['HOSTNAME'] = name
-        cwd = ctr.get('workingDir')
-        if cwd and not os.path.isdir(cwd):
-            cwd = None
-        log = self.logs[uid]
-        try:
-            proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        except OSError as e:
-            self.finish(ns, name, uid, 128, 'StartError', f'failed to start: {e}')
-            return
-        with self.lock:
-            self.procs[uid] = proc
-        started = time.time()
-
-        def f_run(p):
-            p['status']['phase'] = 'Running'
-            p['status']['conditions'] += [cond('Initialized', 'True'), cond('ContainersReady', 'True'),
-                                          cond('Ready', 'True')]
-            cs = p['status']['containerStatuses'][0]
-            cs.update({'ready': True, 'started': True, 'containerID': f'sim://{uid}',
-                       'state': {'running': {'startedAt': now_rfc3339()}}})
-        self.update(ns, name, f_run)
-
-        def reader():
-            for line in iter(proc.stdout.readline, b''):
-                with self.lock:
-                    log.lines.append((time.time(), line.decode('utf-8', 'replace')))
-                    self.lock.notify_all()
-        rt = threading.Thread(target=reader, daemon=True)
-        rt.start()
-        deadline = spec.get('activeDeadlineSeconds')
-        after = fault.get('after', 0.2)
-        outcome = None
-        while proc.poll() is None:
-            time.sleep(0.05)
-            el = time.time() - started
-            if kind in ('oom', 'evicted', 'delete') and el >= after:
-                outcome = kind
-                break
-            if deadline and el >= deadline:
-                outcome = 'deadline'
-                break
-            with self.lock:
-                p = self.pods.get((ns, name))
-                if not p or p['metadata']['uid'] != uid:
-                    outcome = 'gone'
-                    break
-                if p['metadata'].get('deletionTimestamp'):
-                    outcome = 'deleting'
-                    break
-        if outcome == 'deleting':
-            grace = pod_grace(self, ns, name)
-            self.kill(uid, signal.SIGTERM)
-            t0 = time.time()
-            while proc.poll() is None and time.time() - t0 < grace:
-                time.sleep(0.05)
-            self.kill(uid, signal.SIGKILL)
-            proc.wait()
-            rt.join(2)
-            self.remove(ns, name, uid)
-            return
-        if outcome:
-            self.kill(uid, signal.SIGKILL)
-        rc = proc.wait()
-        rt.join(2)
-        if outcome == 'gone':
-            return
-        if outcome == 'delete':
-            self.remove(ns, name, uid)
-            return
-        if outcome == 'oom':
-            self.finish(ns, name, uid, 137, 'OOMKilled', None)
-        elif outcome == 'evicted':
-            self.finish(ns, name, uid, 137, 'Error', None, pod_reason='Evicted', pod_msg=fault.get('message') or
-                        'The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi. '
-                        f'Container {ctr["name"]} was using 1Gi, request is 0, has larger consumption of memory.')
-        elif outcome == 'deadline':
-            self.finish(ns, name, uid, 137, 'Error', None, pod_reason='DeadlineExceeded',
-                        pod_msg='Pod was active on the node longer than the specified deadline')
-        else:
-            code = rc if rc >= 0 else 128 - rc
-            self.finish(ns, name, uid, code, 'Completed' if code == 0 else 'Error', None)
-
-    def finish(self, ns, name, uid, code, reason, msg, pod_reason=None, pod_msg=None):
+    def bind(self, ns, name, uid, node):
         def f(p):
-            st = p['status']
-            st['phase'] = 'Succeeded' if code == 0 and not pod_reason and reason == 'Completed' else 'Failed'
-            if pod_reason:
-                st['reason'], st['message'] = pod_reason, pod_msg
-            st['conditions'] = [dict(c, status='False') if c['type'] in ('Ready', 'ContainersReady') else c
-                                for c in st.get('conditions', [])]
-            cs = st.get('containerStatuses') or [{'name': p['spec']['containers'][0]['name'],
-                                                  'image': p['spec']['containers'][0]['image'], 'imageID': '',
-                                                  'restartCount': 0}]
-            run = cs[0].get('state', {}).get('running', {})
-            term = {'exitCode': code, 'reason': reason, 'startedAt': run.get('startedAt', now_rfc3339()),
-                    'finishedAt': now_rfc3339(), 'containerID': f'sim://{uid}'}
-            if msg:
-                term['message'] = msg
-            cs[0].update({'ready': False, 'started': False, 'state': {'terminated': term}})
-            st['containerStatuses'] = cs
-        with self.lock:
-            lg = self.logs.get(uid)
-            if lg:
-                lg.done = True
-                self.lock.notify_all()
-        self.update(ns, name, f)
+            p['spec']['nodeName'] = node
+            p['status']['conditions'] = [c for c in p['status'].get('conditions') or []
+                                         if c['type'] != 'PodScheduled'] + [
+                {'type': 'PodScheduled', 'status': 'True', 'lastProbeTime': None,
+                 'lastTransitionTime': now_rfc3339()}]
+        return self._update(ns, name, uid, f)
 
+    def patch_status(self, ns, name, uid, st):
+        return self._update(ns, name, uid, lambda p: p.__setitem__(
+            'status', merge_patch(p.get('status') or {}, copy.deepcopy(st))))
 
-def pod_grace(sim, ns, name):
-    with sim.lock:
-        p = sim.pods.get((ns, name))
-        return (p or {}).get('metadata', {}).get('deletionGracePeriodSeconds', 0) or 0
+    def delete_now(self, ns, name, uid):
+        self.sim.remove(ns, name, uid)
+
+    def nodes(self):
+        with self.sim.lock:
+            return copy.deepcopy(self.sim.nodes)
+
+    def take_fault(self, pod):
+        return self.sim.take_pod_fault(pod)
 
 
 # ---------------------------------------------------------------- HTTP
@@ -734,6 +581,8 @@ class Handler(BaseHTTPRequestHandler):
         return True
 
     def route(self):
+        if objects.handle(self):
+            return
         u = urlsplit(self.path)
         q = {k: v[-1] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
         if u.path.startswith('/_sim/'):
@@ -747,6 +596,8 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
+        if u.path.startswith('/api/v1/nodes') and self.command == 'GET':
+            return self.get_nodes(u.path[len('/api/v1/nodes'):].strip('/'))
         if u.path == '/api/v1/pods' and self.command == 'GET':
             return self.watch(None, q) if q.get('watch') in ('1', 'true') else self.list(None, q)
         m = POD_PATH.match(u.path)
@@ -780,6 +631,19 @@ class Handler(BaseHTTPRequestHandler):
     def not_found(self, name):
         self.send_status(404, 'NotFound', f'pods "{name}" not found',
                          {'name': name, 'kind': 'pods'})
+
+    def get_nodes(self, name):
+        sim = self.sim
+        with sim.lock:
+            nodes = [sim.node_obj(n) for n in sim.nodes]
+            rv = str(sim.rv)
+        if not name:
+            return self.send_json(200, {'kind': 'NodeList', 'apiVersion': 'v1', 'metadata': {'resourceVersion': rv},
+                                        'items': nodes})
+        for n in nodes:
+            if n['metadata']['name'] == name:
+                return self.send_json(200, n)
+        self.send_status(404, 'NotFound', f'nodes "{name}" not found', {'name': name, 'kind': 'nodes'})
 
     # -- pods
     def create(self, ns, q):
@@ -826,12 +690,12 @@ class Handler(BaseHTTPRequestHandler):
                 c.setdefault('resources', {})
             pod['status'] = {'phase': 'Pending', 'qosClass': 'BestEffort'}
             sim.pods[(ns, name)] = pod
-            sim.logs[uid] = PodLog()
+            sim.kubelet.log(uid)
             sim.stats['creates'] += 1
             sim.emit('ADDED', pod)
             out = copy.deepcopy(pod)
         if not sim.args.manual:
-            threading.Thread(target=sim.run_pod, args=(ns, name, uid), daemon=True).start()
+            threading.Thread(target=sim.kubelet.schedule_and_run, args=(ns, name, uid), daemon=True).start()
         self.send_json(201, out)
 
     def get(self, ns, name):
@@ -1072,47 +936,17 @@ class Handler(BaseHTTPRequestHandler):
             if waiting:
                 return self.send_status(400, 'BadRequest', f'container "{cname}" in pod "{name}" is waiting to '
                                         f'start: {waiting.get("reason", "ContainerCreating")}')
-            log = sim.logs[pod['metadata']['uid']]
-        follow = q.get('follow') in ('1', 'true')
-        stamps = q.get('timestamps') in ('1', 'true')
+            log = sim.logs.get(pod['metadata']['uid'])
+        if log is None:
+            return self.not_found(name)
         try:
-            since = parse_time(q['sinceTime']) // 1 if q.get('sinceTime') else None
-            if q.get('sinceSeconds'):
-                since = time.time() - int(q['sinceSeconds'])
-            tail = int(q['tailLines']) if q.get('tailLines') else None
-            limit = int(q['limitBytes']) if q.get('limitBytes') else None
+            params = log_params(q)
         except ValueError as e:
             return self.send_status(400, 'BadRequest', f'invalid parameter: {e}')
         self.start_chunked('text/plain')
-        sent, idx = 0, 0
         try:
-            with sim.lock:
-                lines = [ln for ln in log.lines if since is None or ln[0] >= since]
-                idx = len(log.lines)
-            if tail is not None:
-                lines = lines[-tail:] if tail else []
-            while True:
-                for t, text in lines:
-                    data = ((ts_nano(t) + ' ') if stamps else '') + text
-                    b = data.encode()
-                    if limit is not None and sent + len(b) > limit:
-                        b = b[:limit - sent]
-                    if b:
-                        self.chunk(b)
-                        sent += len(b)
-                    if limit is not None and sent >= limit:
-                        self.chunk(b'')
-                        return
-                if not follow:
-                    break
-                with sim.lock:
-                    while idx >= len(log.lines) and not log.done:
-                        sim.lock.wait(0.2)
-                    lines = log.lines[idx:]
-                    idx = len(log.lines)
-                    done = log.done
-                if done and not lines:
-                    break
+            for b in iter_log(sim.lock, log, params):
+                self.chunk(b)
             self.chunk(b'')
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
@@ -1165,6 +999,9 @@ def main():
     ap.add_argument('--port-file')
     ap.add_argument('--nodes', type=int, default=3)
     ap.add_argument('--node-gpus', type=int, default=8, help='nvidia.com/gpu capacity of each node')
+    ap.add_argument('--node-cpu', default='64', help='cpu allocatable of each node')
+    ap.add_argument('--node-memory', default='256Gi', help='memory allocatable of each node')
+    ap.add_argument('--node-labels', help='k=v,... more labels on every node')
     ap.add_argument('--token', help='require "Authorization: Bearer TOKEN"')
     ap.add_argument('--manual', action='store_true', help='no scheduler/kubelet: tests drive pod status')
     ap.add_argument('--strict-pod-names', action='store_true',
@@ -1196,8 +1033,7 @@ def main():
     print(f'kube-sim listening on {scheme}://{args.host}:{port}', flush=True)
 
     def stop(*_):
-        for uid in list(Handler.sim.procs):
-            Handler.sim.kill(uid, signal.SIGKILL)
+        Handler.sim.kubelet.kill_all()
         os._exit(0)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

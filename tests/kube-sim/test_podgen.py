@@ -16,7 +16,8 @@ def main():
     t = Tap()
     poddir, swagger = sys.argv[1], sys.argv[2]
     files = sorted(f for f in os.listdir(poddir) if f.endswith('.json'))
-    t.is_(files, ['full.json', 'minimal.json', 'runnable.json'], 'kube-podgen wrote the three pods')
+    t.is_(files, ['full.json', 'minimal.json', 'runnable.json', 'templated.json'],
+          'kube-podgen wrote the four pods')
     pods = {f[:-5]: json.load(open(os.path.join(poddir, f))) for f in files}
     if swagger == '-' or not os.path.exists(swagger):
         for name in pods:
@@ -39,6 +40,24 @@ def main():
               sorted(['.spec.activeDeadlineSeconds', '.spec.containers[0].name',
                       '.spec.containers[0].resources.limits[cpu]', '.spec.containers[0].volumeMount']),
               'the validator catches a wrong type, a missing and an unknown field')
+
+    full, tp = pods['full']['spec'], pods['templated']
+    t.is_((full.get('runtimeClassName'), sorted(full.get('affinity', {}))),
+          ('nvidia', ['nodeAffinity', 'podAntiAffinity']), 'full: runtimeClassName and affinity emitted')
+    ctrs = tp['spec']['containers']
+    t.is_([c['name'] for c in ctrs], ['main', 'log-shipper'],
+          'templated: the task container first, the sidecar kept')
+    main = ctrs[0]
+    t.is_((main['image'], 'args' in main, main['securityContext'], main['resources']['limits']),
+          ('busybox:1.36', False, {'allowPrivilegeEscalation': False}, {'memory': '2Gi', 'cpu': '1'}),
+          'templated: kiln image, no template args, template settings and limits merged')
+    t.is_(sorted(e['name'] for e in main['env']), ['FROM_TEMPLATE', 'KILN_TASK'], 'templated: env merged by name')
+    t.is_(sorted(v['name'] for v in tp['spec']['volumes']), ['certs', 'data'], 'templated: template and task volumes')
+    labels = tp['metadata']['labels']
+    t.is_((labels['team'], labels['kiln.io/dag'], tp['metadata']['annotations']['example.com/owner']),
+          ('ml', 'etl_daily', 'data-team'), 'templated: template labels kept, kiln.io keys win')
+    t.is_((tp['spec']['runtimeClassName'], tp['spec']['priorityClassName'], tp['spec']['restartPolicy']),
+          ('gvisor', 'batch-low', 'Never'), 'templated: runtimeClassName, template spec fields, restartPolicy Never')
 
     sim = Sim('--strict-pod-names')
     try:

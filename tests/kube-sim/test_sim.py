@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """kube-sim's own protocol tests (TAP): create/get/list/watch/patch/delete/log,
-Status errors, watch resume and 410, faults, the simulated kubelet's states."""
+Status errors, watch resume and 410, faults, the simulated scheduler and kubelet
+(kubelet_core.py), then test_real.py's lifecycle checks against a fresh kube-sim."""
 import sys
 import time
 from urllib.parse import quote
 
+import test_real
 from simclient import Sim, Tap, pod
 
 NS = '/api/v1/namespaces/default/pods'
@@ -24,6 +26,14 @@ def main():
     sim = Sim('--bookmark-interval', '0.3', '--nodes', '3', '--node-gpus', '2')
     try:
         run(t, sim)
+        kubelet(t, sim)
+    finally:
+        sim.stop()
+    # the pod lifecycle checks that also run against a real apiserver (kube_real.sh)
+    sim = Sim('--nodes', '1', '--node-gpus', '2')
+    ns = sim.make_namespace('e2e')
+    try:
+        test_real.run(t, sim, ns)
     finally:
         sim.stop()
     return t.done()
@@ -253,7 +263,10 @@ def run(t, sim):
     t.ok(st == 200 and d['metadata'].get('deletionTimestamp'), 'graceful delete: 200 with deletionTimestamp')
     st, evs, _ = sim.watch(f'{NS}?watch=1&fieldSelector=metadata.name%3Dgrace&resourceVersion={rv}',
                            until=lambda e: e[-1]['type'] == 'DELETED')
-    t.is_([e['type'] for e in evs], ['MODIFIED', 'DELETED'], 'graceful delete: MODIFIED (Terminating) then DELETED')
+    t.is_([e['type'] for e in evs], ['MODIFIED', 'MODIFIED', 'DELETED'],
+          'graceful delete: MODIFIED (Terminating), MODIFIED (container terminated), DELETED')
+    t.is_((phase(evs[1]['object']), term(evs[1]['object']).get('exitCode'), term(evs[1]['object']).get('reason')),
+          ('Failed', 143, 'Error'), 'the SIGTERMed container is reported terminated, exit 143, before the object goes')
     st, d, _ = sim.req('DELETE', NS + '/hello')
     st2, _, _ = sim.req('GET', NS + '/hello')
     t.is_((st, st2), (200, 404), 'delete of a finished pod removes it at once')
@@ -265,6 +278,81 @@ def run(t, sim):
           (200, 'Failed', 'UnexpectedAdmissionError', 'Unschedulable'), 'merge patch of status keeps the rest')
     st, stats, _ = sim.req('GET', '/_sim/stats')
     t.ok(stats['creates'] >= 10 and stats['http_429'] == 2, 'stats count creates and faults', stats)
+
+
+
+def kubelet(t, sim):
+    """kubelet_core behaviour seen through kube-sim: nodes, scheduler messages,
+    image errors worded like the kubelet's, memory limit, $(VAR), workingDir."""
+    st, l, _ = sim.req('GET', '/api/v1/nodes')
+    t.is_((st, l['kind'], [n['metadata']['name'] for n in l['items']]),
+          (200, 'NodeList', ['sim-node-0', 'sim-node-1', 'sim-node-2']), 'GET /api/v1/nodes lists the simulated nodes')
+    n = l['items'][0]
+    t.is_((n['status']['allocatable'].get('nvidia.com/gpu'), n['metadata']['labels'].get('kubernetes.io/hostname')),
+          ('2', 'sim-node-0'), 'a node states nvidia.com/gpu allocatable and its hostname label')
+    st, _, _ = sim.req('GET', '/api/v1/nodes/nope')
+    t.is_(st, 404, 'GET a missing node: 404')
+
+    sim.req('POST', NS, pod('sel', nodeSelector={'disk': 'ssd'}))
+    p = sim.wait_pod('default', 'sel', lambda p: p['status'].get('conditions'))
+    t.is_(p['status']['conditions'][0].get('message'),
+          "0/3 nodes are available: 3 node(s) didn't match node selector.", 'nodeSelector no node has: the scheduler message')
+    sim.req('POST', NS, pod('sel2', nodeSelector={'kubernetes.io/hostname': 'sim-node-2'}))
+    p = sim.wait_pod('default', 'sel2', lambda p: phase(p) == 'Succeeded')
+    t.is_(p['spec'].get('nodeName'), 'sim-node-2', 'nodeSelector on the hostname label binds to that node')
+
+    img = 'registry.invalid/kiln/none:1'
+    pp = pod('pullmsg')
+    pp['spec']['containers'][0]['image'] = img
+    sim.req('POST', NS, pp)
+    p = sim.wait_pod('default', 'pullmsg', lambda p: (p['status'].get('containerStatuses') or [{}])[0]
+                     .get('state', {}).get('waiting', {}).get('reason') == 'ErrImagePull')
+    w = p['status']['containerStatuses'][0]['state']['waiting']
+    t.is_(w.get('message'), f'Failed to pull image "{img}": rpc error: code = Unknown desc = failed to pull and unpack '
+          f'image "{img}": failed to resolve reference "{img}": failed to do request: Head '
+          '"https://registry.invalid/v2/kiln/none/manifests/1": dial tcp: lookup registry.invalid: no such host',
+          'ErrImagePull message worded like the kubelet + containerd')
+    p = sim.wait_pod('default', 'pullmsg', lambda p: p['status']['containerStatuses'][0]['state']['waiting']
+                     .get('reason') == 'ImagePullBackOff')
+    t.is_(p['status']['containerStatuses'][0]['state']['waiting'].get('message'), f'Back-off pulling image "{img}"',
+          'ImagePullBackOff message')
+    pp = pod('refmsg')
+    pp['spec']['containers'][0]['image'] = 'kiln//x'
+    sim.req('POST', NS, pp)
+    p = sim.wait_pod('default', 'refmsg', lambda p: (p['status'].get('containerStatuses') or [{}])[0]
+                     .get('state', {}).get('waiting', {}).get('reason') == 'InvalidImageName')
+    t.is_(p['status']['containerStatuses'][0]['state']['waiting'].get('message'),
+          'Failed to apply default image tag "kiln//x": couldn\'t parse image reference "kiln//x": invalid reference format',
+          'InvalidImageName message')
+    for i, ok_img in enumerate(('busybox', 'localhost:5000/a/b:1', 'ghcr.io/x/y@sha256:' + 'a' * 64, 'python:3.11-slim')):
+        pp = pod(f'img-{i}')
+        pp['spec']['containers'][0]['image'] = ok_img
+        sim.req('POST', NS, pp)
+        p = sim.wait_pod('default', pp['metadata']['name'], lambda p: phase(p) in ('Succeeded', 'Failed'), 5)
+        t.is_(phase(p), 'Succeeded', f'valid image reference {ok_img!r} runs')
+
+    # memory: a Python process over its limit is killed within a sampling period or so
+    mem = pod('mem', (sys.executable, '-c', 'import time; b = [b"x" * (1 << 20) for _ in range(300)]; time.sleep(5)'))
+    mem['spec']['containers'][0]['resources'] = {'limits': {'memory': '50Mi'}}
+    t0 = time.time()
+    sim.req('POST', NS, mem)
+    p = sim.wait_pod('default', 'mem', lambda p: phase(p) in ('Succeeded', 'Failed'))
+    t.is_((phase(p), term(p).get('reason'), term(p).get('exitCode')), ('Failed', 'OOMKilled', 137),
+          'RSS over limits.memory: OOMKilled 137')
+    t.ok(time.time() - t0 < 3, 'killed well before the process would have ended', time.time() - t0)
+    ok = pod('memok', (sys.executable, '-c', 'b = b"x" * (10 << 20)'))
+    ok['spec']['containers'][0]['resources'] = {'limits': {'memory': '200Mi'}}
+    sim.req('POST', NS, ok)
+    p = sim.wait_pod('default', 'memok', lambda p: phase(p) in ('Succeeded', 'Failed'))
+    t.is_(phase(p), 'Succeeded', 'under the memory limit: Succeeded')
+
+    # $(VAR) from the container env, $$ escapes; workingDir when it exists
+    ev = pod('vars', ('sh', '-c', 'printf "%s|%s|" "$1" "$2"; pwd', 'sh', '$(WHO)', '$$(WHO)'))
+    ev['spec']['containers'][0].update(env=[{'name': 'WHO', 'value': 'kiln'}], workingDir='/tmp')
+    sim.req('POST', NS, ev)
+    sim.wait_pod('default', 'vars', lambda p: phase(p) == 'Succeeded')
+    st, body = sim.text(NS + '/vars/log')
+    t.is_(body, 'kiln|$(WHO)|/tmp\n', '$(VAR) expanded from env, $$(VAR) kept literal, workingDir used')
 
 
 if __name__ == '__main__':

@@ -20,6 +20,7 @@
 #include <lualib.h>
 
 #include "dag.h"
+#include "kube_spec.h"
 #include "dagdir.h"
 #include "load_lua.h"
 #include "util.h"
@@ -248,6 +249,122 @@ static void test_every_key(void **state)
     assert_int_equal(t->n_up, 2);
     assert_int_equal(t->pos.line, 19);
     dag_free(d);
+}
+
+
+/* --- the kubernetes block ------------------------------------------------------ */
+
+static void test_kubernetes_block(void **state)
+{
+    (void)state;
+    struct dag *d = load_ok(
+        "local def = {executor = 'kubernetes',\n"
+        "  kubernetes = {image = 'base:1', namespace = 'ml',\n"
+        "                resources = {limits = {cpu = 2, memory = '1Gi'}}}}\n"
+        "local d = dag{ id = 'k', default = def }\n"
+        "def.kubernetes.resources.limits.memory = '64Gi'  -- frozen: no effect\n"
+        "d:task{ id = 'a', command = {'python', 'a.py'},\n"
+        "  kubernetes = {image = 'task:2', gpu = 2,\n"
+        "    resources = {limits = {memory = '4Gi'}, requests = {cpu = 0.1}},\n"
+        "    tolerations = {{key = 'dedicated', operator = 'Equal', value = 'ml',\n"
+        "                    effect = 'NoSchedule'}},\n"
+        "    volumes = {{name = 'data', pvc = 'claim', mount_path = '/data', read_only = true},\n"
+        "               {name = 'tmp', empty_dir = true, mount_path = '/tmp'}},\n"
+        "    node_selector = {}, image_pull_secrets = {'regcred'},\n"
+        "    affinity = {nodeAffinity = {preferredDuringSchedulingIgnoredDuringExecution =\n"
+        "      {{weight = 1, preference = {matchExpressions = {{key = 'z', operator = 'In',\n"
+        "        values = {'a'}}}}}}}},\n"
+        "    termination_grace = '30s', runtime_class = 'nvidia'} }\n"
+        "d:task{ id = 'b', command = {'echo'}, pool = 'big', kubernetes = {gpu = 1} }\n"
+        "d:task{ id = 'c', command = {'echo'} }\n");
+    const struct dag_task *t = task(d, "a");
+    const struct kube_task_spec *ks = t->kube;
+    assert_non_null(ks);
+    assert_string_equal(ks->image, "task:2");
+    assert_string_equal(ks->namespace_, "ml");
+    assert_string_equal(ks->limits.cpu, "2");
+    assert_string_equal(ks->limits.memory, "4Gi");
+    assert_string_equal(ks->requests.cpu, "0.1");        /* tostring()'s text */
+    assert_int_equal(ks->gpu, 2);
+    assert_string_equal(t->pool, "gpu");
+    assert_int_equal(t->pool_slots, 2);
+    assert_int_equal(ks->n_tolerations, 1);
+    assert_string_equal(ks->tolerations[0].value, "ml");
+    assert_int_equal(ks->n_volumes, 2);
+    assert_true(ks->volumes[0].read_only);
+    assert_int_equal(ks->volumes[1].kind, KUBE_VOL_EMPTY_DIR);
+    assert_int_equal(ks->n_node_selector, 0);
+    assert_string_equal(ks->image_pull_secrets[0], "regcred");
+    assert_null(ks->image_pull_secrets[1]);
+    assert_int_equal(ks->termination_grace_s, 30);
+    assert_string_equal(ks->runtime_class, "nvidia");
+    json_object *terms = json_object_object_get(json_object_object_get(ks->affinity, "nodeAffinity"),
+                                                "preferredDuringSchedulingIgnoredDuringExecution");
+    assert_true(json_object_is_type(terms, json_type_array));    /* a sequence table: a list */
+    assert_int_equal(json_object_get_int(json_object_object_get(
+                         json_object_array_get_idx(terms, 0), "weight")), 1);
+    t = task(d, "b");
+    assert_string_equal(t->kube->image, "base:1");
+    assert_string_equal(t->kube->limits.memory, "1Gi");            /* frozen at dag{} */
+    assert_string_equal(t->pool, "big");
+    t = task(d, "c");
+    assert_string_equal(t->kube->image, "base:1");
+    assert_int_equal(t->kube->gpu, 0);
+    assert_string_equal(t->pool, "default_pool");
+    dag_free(d);
+}
+
+static void test_err_kubernetes(void **state)
+{
+    (void)state;
+    expect_err("local d = dag{ id = 'a' }\n"
+               "d:task{ id = 'x', command = {'echo'},\n"
+               "  kubernetes = {resources = {limits = {memory = '1GG'}}} }\n",
+               PATH ":2: task 'x': kubernetes.resources.limits.memory: invalid quantity '1GG' "
+                    "(expected a number with an optional suffix, like 500m, 2, 1.5Gi or 512Mi)");
+    expect_err("local d = dag{ id = 'a' }\n"
+               "d:task{ id = 'x', command = {'echo'}, kubernetes = {imgae = 'i', zzz = 1} }\n",
+               PATH ":2: task 'x': kubernetes.imgae: unknown key 'imgae' (did you mean 'image'?)");
+    expect_err("local d = dag{ id = 'a' }\n"
+               "d:task{ id = 'x', command = {'echo'}, kubernetes = {tolerations = {\n"
+               "  {key = 'a', operator = 'Exists'}, {key = 'b', effect = 'NoSchedul'}}} }\n",
+               PATH ":2: task 'x': kubernetes.tolerations[1].effect: unknown value 'NoSchedul' "
+                    "(did you mean 'NoSchedule'?)");
+    expect_err("local d = dag{ id = 'a' }\n"
+               "d:task{ id = 'x', command = {'echo'}, kubernetes = {volumes = {{pvc = print}}} }\n",
+               PATH ":2: task 'x': kubernetes.volumes[0].pvc: must be a string, number, boolean "
+                    "or table, got function");
+    expect_err("local d = dag{ id = 'a' }\n"
+               "d:task{ id = 'x', command = {'echo'}, kubernetes = {node_selector = {'a', b = 1}} }\n",
+               PATH ":2: task 'x': kubernetes.node_selector: a table here is a list (1, 2, ...) "
+                    "or a map with names as keys, not both");
+    expect_err("local t = {}\nt.t = t\n"
+               "local d = dag{ id = 'a' }\n"
+               "d:task{ id = 'x', command = {'echo'}, kubernetes = {affinity = t} }\n",
+               PATH ":4: task 'x': kubernetes.affinity.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t."
+                    "t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.t."
+                    "t.t.t: too many or too deeply nested values");
+    expect_err("local d = dag{ id = 'a', default = {kubernetes = {gpu = -1}} }\n" OK_TASK,
+               PATH ":1: 'default': kubernetes.gpu: must be an integer >= 0, got -1");
+    expect_err("local d = dag{ id = 'a', default = {executor = 'kubernetes'} }\n" OK_TASK,
+               PATH ":2: task 'a': executor kubernetes needs kubernetes.image (the container "
+                    "image to run), in the task or the default block");
+    expect_err("local d = dag{ id = 'a', default = {kubernetes = {resources = {requests = "
+               "{memory = '2Gi'}}}} }\n"
+               "d:task{ id = 'x', command = {'echo'}, kubernetes = {resources = {limits = "
+               "{memory = '1Gi'}}} }\n",
+               PATH ":2: task 'x': kubernetes.resources.requests.memory: request 2Gi is more "
+                    "than the limit 1Gi");
+    expect_err("local d = dag{ id = 'a' }\n"
+               "d:task{ id = 'x', command = {'echo'}, env = {['A B'] = 1}, executor = 'kubernetes',\n"
+               "  kubernetes = {image = 'i'} }\n",
+               PATH ":2: task 'x': kubernetes: env name 'A B' must consist of letters, digits, "
+                    "'_', '-' or '.', and not start with a digit");
+    /* a template path is taken from the DAG file's folder */
+    expect_err("local d = dag{ id = 'a' }\n"
+               "d:task{ id = 'x', command = {'echo'}, kubernetes = {pod_template = 'nope.yaml'} }\n",
+               PATH ":2: task 'x': kubernetes.pod_template: cannot read 'dags/nope.yaml': "
+                    "No such file or directory");
 }
 
 static void test_defaults_frozen_and_schedule_none(void **state)
@@ -1249,6 +1366,8 @@ int main(void)
         cmocka_unit_test(test_os_date_time),
         cmocka_unit_test(test_print_capped),
         cmocka_unit_test(test_files),
+        cmocka_unit_test(test_kubernetes_block),
+        cmocka_unit_test(test_err_kubernetes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

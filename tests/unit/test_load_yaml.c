@@ -15,6 +15,7 @@
 
 #include "dag.h"
 #include "dagdir.h"
+#include "kube_spec.h"
 #include "load_yaml.h"
 #include "util.h"
 
@@ -172,9 +173,16 @@ static void test_full(void **state)
     static const char *const train_argv[] = {"kiln-train", "--lr", "{{ params.lr }}"};
     assert_argv(t, train_argv, ARRAY_LEN(train_argv));
     assert_null(t->cwd);
-    assert_string_equal(t->pool, "default_pool");
+    /* gpu: 1 on the kubernetes executor: the "gpu" pool, one slot per GPU */
+    assert_string_equal(t->pool, "gpu");
     assert_int_equal(t->pool_slots, 1);
     assert_string_equal(t->executor, "kubernetes");
+    assert_non_null(t->kube);
+    assert_string_equal(t->kube->image, "kiln-tasks:latest");
+    assert_int_equal(t->kube->gpu, 1);
+    assert_int_equal(t->kube->n_node_selector, 1);
+    assert_string_equal(t->kube->node_selector[0].value, "gpu");
+    assert_null(task(d, "prep")->kube);
     assert_int_equal(t->retries, 5);
     assert_int_equal(t->retry_delay_ms, 30000);
     assert_true(t->retry_exponential_backoff);
@@ -953,6 +961,208 @@ static void write_file(const char *dir, const char *name, const char *text)
     free(path);
 }
 
+
+/* --- the kubernetes block ----------------------------------------------------- */
+
+static const char kube_yaml[] =
+    "dag: k\n"                                                                    /* 1 */
+    "default:\n"                                                                  /* 2 */
+    "  executor: kubernetes\n"                                                    /* 3 */
+    "  kubernetes:\n"                                                             /* 4 */
+    "    image: base:1\n"                                                         /* 5 */
+    "    namespace: ml\n"                                                         /* 6 */
+    "    resources: {limits: {cpu: \"2\", memory: 1Gi}}\n"                        /* 7 */
+    "    node_selector: {pool: gpu}\n"                                            /* 8 */
+    "tasks:\n"                                                                    /* 9 */
+    "  a:\n"                                                                      /* 10 */
+    "    command: [python, a.py]\n"                                               /* 11 */
+    "    kubernetes:\n"                                                           /* 12 */
+    "      image: task:2\n"                                                       /* 13 */
+    "      gpu: 2\n"                                                              /* 14 */
+    "      resources: {limits: {memory: 4Gi}, requests: {cpu: 500m, ephemeral-storage: 1Gi}}\n"
+    "      tolerations: [{key: dedicated, operator: Equal, value: ml, effect: NoSchedule}]\n"
+    "      volumes: [{name: data, pvc: claim, mount_path: /data, read_only: yes},\n"
+    "                {name: shm, empty_dir: {medium: Memory}, mount_path: /dev/shm}]\n"
+    "      termination_grace: 30s\n"                                              /* 19 */
+    "      runtime_class: nvidia\n"                                               /* 20 */
+    "      image_pull_secrets: [regcred]\n"                                       /* 21 */
+    "      service_account: trainer\n"                                            /* 22 */
+    "      image_pull_policy: IfNotPresent\n"                                     /* 23 */
+    "      working_dir: /work\n"                                                  /* 24 */
+    "      affinity: {nodeAffinity: {preferredDuringSchedulingIgnoredDuringExecution:\n"
+    "        [{weight: 1, preference: {matchExpressions: [{key: zone, operator: In,"
+    " values: [a]}]}}]}}\n"                                                       /* 26 */
+    "  b: {command: [echo], pool: big, kubernetes: {gpu: 1}}\n"                   /* 27 */
+    "  c: {command: [echo], executor: local, kubernetes: {node_selector: {pool: null}}}\n";
+
+static void test_kubernetes_block(void **state)
+{
+    (void)state;
+    struct dag *d = load_ok(kube_yaml);
+    const struct dag_task *t = task(d, "a");
+    const struct kube_task_spec *ks = t->kube;
+    assert_non_null(ks);
+    assert_string_equal(ks->image, "task:2");
+    assert_string_equal(ks->namespace_, "ml");                 /* from the default block */
+    assert_string_equal(ks->limits.cpu, "2");                  /* merged key by key */
+    assert_string_equal(ks->limits.memory, "4Gi");
+    assert_string_equal(ks->requests.cpu, "500m");
+    assert_string_equal(ks->requests.ephemeral_storage, "1Gi");
+    assert_int_equal(ks->gpu, 2);
+    assert_string_equal(t->pool, "gpu");
+    assert_int_equal(t->pool_slots, 2);
+    assert_int_equal(ks->n_node_selector, 1);
+    assert_string_equal(ks->node_selector[0].key, "pool");
+    assert_int_equal(ks->n_tolerations, 1);
+    assert_string_equal(ks->tolerations[0].effect, "NoSchedule");
+    assert_int_equal(ks->n_volumes, 2);
+    assert_true(ks->volumes[0].read_only);
+    assert_int_equal(ks->volumes[0].kind, KUBE_VOL_PVC);
+    assert_string_equal(ks->volumes[0].source, "claim");
+    assert_int_equal(ks->volumes[1].kind, KUBE_VOL_EMPTY_DIR);
+    assert_string_equal(ks->volumes[1].medium, "Memory");
+    assert_int_equal(ks->termination_grace_s, 30);
+    assert_string_equal(ks->runtime_class, "nvidia");
+    assert_string_equal(ks->image_pull_secrets[0], "regcred");
+    assert_string_equal(ks->service_account, "trainer");
+    assert_string_equal(ks->image_pull_policy, "IfNotPresent");
+    assert_string_equal(ks->working_dir, "/work");
+    json_object *pref = json_object_array_get_idx(json_object_object_get(json_object_object_get(
+        ks->affinity, "nodeAffinity"), "preferredDuringSchedulingIgnoredDuringExecution"), 0);
+    /* YAML types kept: weight is an integer, as the API wants */
+    assert_true(json_object_is_type(json_object_object_get(pref, "weight"), json_type_int));
+    assert_null(ks->command);
+
+    /* b chose its pool: it stays, gpu or not */
+    t = task(d, "b");
+    assert_string_equal(t->kube->image, "base:1");
+    assert_int_equal(t->kube->gpu, 1);
+    assert_string_equal(t->pool, "big");
+    assert_int_equal(t->pool_slots, 1);
+    /* c runs locally: the block is parsed (null unsets a default) but no pool moves */
+    t = task(d, "c");
+    assert_non_null(t->kube);
+    assert_int_equal(t->kube->n_node_selector, 0);
+    assert_string_equal(t->pool, "default_pool");
+    dag_free(d);
+}
+
+static void test_err_kubernetes(void **state)
+{
+    (void)state;
+    expect_err("dag: a\n"
+               "tasks:\n"
+               "  x:\n"
+               "    command: [echo]\n"
+               "    kubernetes:\n"
+               "      resources: {limits: {memory: 1GG}}\n",
+               PATH ":6:36: task 'x': kubernetes.resources.limits.memory: invalid quantity '1GG' "
+                    "(expected a number with an optional suffix, like 500m, 2, 1.5Gi or 512Mi)");
+    expect_err("dag: a\n"
+               "tasks:\n"
+               "  x: {command: [echo], kubernetes: {image: i, imgae: j}}\n",
+               PATH ":3:47: task 'x': kubernetes.imgae: unknown key 'imgae' "
+                    "(did you mean 'image'?)");
+    expect_err("dag: a\n"
+               "tasks:\n"
+               "  x:\n"
+               "    command: [echo]\n"
+               "    kubernetes:\n"
+               "      tolerations:\n"
+               "        - {key: a, operator: Exists}\n"
+               "        - {key: b, effect: NoSchedul}\n",
+               PATH ":8:28: task 'x': kubernetes.tolerations[1].effect: unknown value 'NoSchedul' "
+                    "(did you mean 'NoSchedule'?)");
+    /* keys with dots still lead to the right node */
+    expect_err("dag: a\n"
+               "tasks:\n"
+               "  x:\n"
+               "    command: [echo]\n"
+               "    kubernetes:\n"
+               "      node_selector: {nvidia.com/gpu.present: \"true\", nvidia.com/gpu: -x}\n",
+               PATH ":6:71: task 'x': kubernetes.node_selector.nvidia.com/gpu: '-x' is not a valid "
+                    "label value (<= 63 of letters, digits, '-', '_', '.', starting and ending "
+                    "alphanumeric)");
+    /* a bad default block is reported at its own line even if no task uses it */
+    expect_err("dag: a\n"
+               "default:\n"
+               "  kubernetes: {gpu: -1}\n"
+               "tasks:\n"
+               "  x: {command: [echo]}\n",
+               PATH ":3:21: default: kubernetes.gpu: must be an integer >= 0, got -1");
+    /* an error only the merge shows: the default's request, the task's limit;
+     * the value at fault is in the default block */
+    expect_err("dag: a\n"
+               "default:\n"
+               "  kubernetes: {resources: {requests: {memory: 2Gi}}}\n"
+               "tasks:\n"
+               "  x: {command: [echo], kubernetes: {resources: {limits: {memory: 1Gi}}}}\n",
+               PATH ":3:47: task 'x': kubernetes.resources.requests.memory: request 2Gi is more "
+                    "than the limit 1Gi");
+    /* executor kubernetes without an image, after the defaults */
+    expect_err("dag: a\n"
+               "default: {executor: kubernetes}\n"
+               "tasks:\n"
+               "  x: {command: [echo]}\n",
+               PATH ":4:3: task 'x': executor kubernetes needs kubernetes.image (the container "
+                    "image to run), in the task or the default block");
+    expect_err("dag: a\n"
+               "tasks:\n"
+               "  x: {command: [echo], executor: kubernetes, kubernetes: {gpu: 1}}\n",
+               PATH ":3:58: task 'x': executor kubernetes needs kubernetes.image (the container "
+                    "image to run), in the task or the default block");
+    /* what only the pod builder refuses (an env name a container cannot have) */
+    expect_err("dag: a\n"
+               "tasks:\n"
+               "  x: {command: [echo], env: {\"A B\": x}, executor: kubernetes,\n"
+               "      kubernetes: {image: i}}\n",
+               PATH ":4:19: task 'x': kubernetes: env name 'A B' must consist of letters, "
+                    "digits, '_', '-' or '.', and not start with a digit");
+    expect_err("dag: a\n"
+               "tasks:\n"
+               "  x: {command: [echo], kubernetes: {image: i, image: j}}\n",
+               PATH ":3:47: duplicate key 'image' (first defined at 3:37)");
+    expect_err("dag: a\n"
+               "tasks:\n"
+               "  x: {command: [echo], kubernetes: {pod_template: nope.yaml}}\n",
+               PATH ":3:51: task 'x': kubernetes.pod_template: cannot read 'dags/nope.yaml': "
+                    "No such file or directory");
+}
+
+static void test_dagdir_kubernetes(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-dagdir-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *tdir = xasprintf("%s/templates", dir);
+    assert_int_equal(mkdir(tdir, 0700), 0);
+    free(tdir);
+    /* in a subfolder: the scan does not take it for a DAG */
+    write_file(dir, "templates/pod.yaml", "metadata: {labels: {team: ml}}\n"
+                                "spec: {containers: [{name: main}, {name: side, image: s:1}]}\n");
+    write_file(dir, "a.yaml", "dag: a\ntasks: {x: {command: [echo], executor: kubernetes,\n"
+                              "  kubernetes: {image: i, pod_template: templates/pod.yaml}}}\n");
+    write_file(dir, "b.yaml", "dag: b\ntasks: {x: {command: [echo],\n"
+                              "  kubernetes: {image: i, gpu: two}}}\n");
+    struct dagdir *dd = NULL;
+    struct kiln_err err = {0};
+    assert_int_equal(dagdir_load(dir, &dd, &err), 0);
+    assert_int_equal(dd->n, 2);
+    assert_non_null(dd->entries[0].dag);
+    const struct dag_task *t = task(dd->entries[0].dag, "x");
+    assert_non_null(t->kube->pod_template);
+    assert_non_null(json_object_object_get(t->kube->pod_template, "metadata"));
+    assert_null(dd->entries[1].dag);
+    char *want = xasprintf("%s/b.yaml:3:31: task 'x': kubernetes.gpu: must be an integer >= 0, "
+                           "got 'two'", dir);
+    assert_string_equal(dd->entries[1].error, want);
+    free(want);
+    dagdir_free(dd);
+    char *cmd = xasprintf("rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+}
+
 static void test_dagdir_temp(void **state)
 {
     (void)state;
@@ -1145,6 +1355,9 @@ int main(void)
         cmocka_unit_test(test_dagdir_temp),
         cmocka_unit_test(test_dagdir_fixtures),
         cmocka_unit_test(test_big_yaml),
+        cmocka_unit_test(test_kubernetes_block),
+        cmocka_unit_test(test_err_kubernetes),
+        cmocka_unit_test(test_dagdir_kubernetes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
