@@ -615,6 +615,9 @@ def test_watch_faults(k, cl):
     time.sleep(0.8)
     cl.sim_fault({"force_410": 1})
     cl.sim_fault({"drop_watches": True})
+    # Pod creations answered 429 (Retry-After 1) and 500 a few times: retried.
+    cl.sim_fault({"http_429": {"count": 3, "retry_after": 1, "method": "POST", "path": "/pods"}})
+    cl.sim_fault({"http_500": {"count": 2, "method": "POST", "path": "/pods"}})
     st = k.wait_run("e2e_watch", run, 60)
     t = k.tasks("e2e_watch", run)
     ok(st == "success" and all(len(v["tries"]) == 1 for v in t.values()) and len(t) == 16,
@@ -623,6 +626,39 @@ def test_watch_faults(k, cl):
     log = k.daemon_log()
     ok("resuming" in log or "ended" in log, "watch faults: the daemon saw its watch break and resumed",
        log[-1500:])
+    _, stats = cl.request("GET", "/_sim/stats")
+    ok(stats and stats.get("http_429", 0) >= 3 and stats.get("http_500", 0) >= 2,
+       "API faults: 429 and 500 on pod creation were met and retried (run still succeeded)", stats)
+
+
+CANCEL = """dag: e2e_cancel
+default:
+  executor: kubernetes
+  kubernetes: {image: IMAGE}
+tasks:
+  long:
+    command: [sh, -c, 'echo started; sleep 120']
+"""
+
+
+def test_cancel(k, cl):
+    k.write_dag("e2e_cancel", CANCEL)
+    time.sleep(1.2)
+    run = k.trigger("e2e_cancel")
+    running = wait_for(lambda: any(p.get("status", {}).get("phase") == "Running"
+                                   for p in cl.pods("kiln.io/dag=e2e_cancel")), 30)
+    ok(running, "cancel: the pod runs")
+    r = k.cli("runs", "cancel", "e2e_cancel", run)
+    st = k.wait_run("e2e_cancel", run, 30)
+    t = k.tasks("e2e_cancel", run).get("long", {})
+    ok(r.returncode == 0 and st == "failed" and t.get("state") in ("failed", "upstream_failed", "removed")
+       or t.get("state") == "failed", "cancel: the run and its task end",
+       f"rc={r.returncode} {r.stdout} {r.stderr} run={st} task={t}")
+    gone = wait_for(lambda: not cl.pods("kiln.io/dag=e2e_cancel"), 30)
+    ok(gone, "cancel: the pod is deleted (grace, then force)",
+       [p["metadata"]["name"] for p in cl.pods("kiln.io/dag=e2e_cancel")])
+    ok(read((t.get("tries") or [{}])[0].get("log_path", "")) == "started\n",
+       "cancel: the log written before the cancel is kept")
 
 
 GPU = """dag: e2e_gpu
@@ -671,6 +707,7 @@ def main():
         test_disruptions(k, cl)
         test_adoption(k, cl, watch)
         test_watch_faults(k, cl)
+        test_cancel(k, cl)
         k.stop()
         # GPU admission: the pool sized from the nodes (kube-sim: 2 x 1 GPU).
         g = Kiln(work, "gpu", kc, cl, parallelism=64)

@@ -570,12 +570,16 @@ class Handler(BaseHTTPRequestHandler):
                 break
             else:
                 return False
+        # The request's body must be read even when it is refused, or it
+        # stays in the kept-alive connection as the start of the next request.
+        self.read_body()
         self.send_status(code, reason, msg, {'retryAfterSeconds': int(hdr['Retry-After'])} if hdr else None, hdr)
         return True
 
     def authorized(self):
         tok = self.sim.args.token
         if tok and self.headers.get('Authorization') != f'Bearer {tok}':
+            self.read_body()
             self.send_status(401, 'Unauthorized', 'Unauthorized')
             return False
         return True
