@@ -772,6 +772,7 @@ static void on_log_line(struct kube_req *req, const char *line, size_t len, void
             t->n_at_last = 1;
         }
     }
+    t->log_backoff_ms = BACKOFF_MIN_MS;     /* it flows: a break resumes at once */
     if (t->skip_lines > 0) {
         t->skip_lines--;    /* adopted: already in the file */
         return;

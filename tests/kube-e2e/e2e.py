@@ -385,6 +385,7 @@ def test_pipeline(k, cl, watch):
     time.sleep(1.2)
     run = k.trigger("e2e_pipeline")
     st = k.wait_run("e2e_pipeline", run)
+    left = wait_for(lambda: not cl.pods("kiln.io/dag=e2e_pipeline"), 10)   # logs complete
     tasks = k.tasks("e2e_pipeline", run)
     ok(st == "success", "example pipeline: the run succeeds on Kubernetes",
        json.dumps(tasks, indent=1) + k.daemon_log()[-1500:])
@@ -402,7 +403,6 @@ def test_pipeline(k, cl, watch):
        "pipeline: env and KILN_* variables reach the pod", repr(read(tb.get("log_path", ""))))
     ok((ex.get("executor_id") or "").startswith("kube:" + cl.ns + "/e2e-pipeline-extract-1-"),
        "pipeline: the try records its pod", ex.get("executor_id"))
-    left = wait_for(lambda: not cl.pods("kiln.io/dag=e2e_pipeline"), 10)
     ok(left, "pipeline: succeeded pods are deleted", [p["metadata"]["name"] for p in cl.pods("kiln.io/dag=e2e_pipeline")])
     created = watch.created_for("e2e_pipeline")
     ok(len(created) == 4, "pipeline: one pod per try, no more", sorted(created))
@@ -542,6 +542,7 @@ tasks:
 
 def check_adoption(k, cl, watch, run, label):
     st = k.wait_run("e2e_adopt", run, 90)
+    wait_for(lambda: not cl.pods("kiln.io/dag=e2e_adopt"), 15)   # logs complete
     t = k.tasks("e2e_adopt", run)
     ok(st == "success", f"adoption ({label}): the run succeeds", json.dumps(t)[:1500] + k.daemon_log()[-1500:])
     ok(all(len(v["tries"]) == 1 for v in t.values()) and len(t) == 4,
@@ -631,6 +632,40 @@ def test_watch_faults(k, cl):
        "API faults: 429 and 500 on pod creation were met and retried (run still succeeded)", stats)
 
 
+LOGS = """dag: e2e_logs
+default:
+  executor: kubernetes
+  kubernetes: {image: IMAGE}
+tasks:
+  chatty:
+    command: [sh, -c, 'i=1; while [ $i -le 60 ]; do echo "line $i"; echo "again $i"; i=$((i+1)); sleep 0.05; done']
+"""
+
+
+def test_log_resume(k, cl):
+    if not cl.is_sim:
+        skip("a dropped log stream resumes with sinceTime", "fault injection needs kube-sim")
+        return
+    k.write_dag("e2e_logs", LOGS)
+    time.sleep(1.2)
+    run = k.trigger("e2e_logs")
+    wait_for(lambda: any(p.get("status", {}).get("phase") == "Running"
+                         for p in cl.pods("kiln.io/dag=e2e_logs")), 30)
+    for _ in range(4):
+        time.sleep(0.6)
+        cl.sim_fault({"drop_logs": True})
+    st = k.wait_run("e2e_logs", run, 60)
+    # The result is reported when the container ends; the pod goes once its
+    # log is complete: that is when the file is whole.
+    wait_for(lambda: not cl.pods("kiln.io/dag=e2e_logs"), 15)
+    t = k.tasks("e2e_logs", run).get("chatty", {})
+    log = read((t.get("tries") or [{}])[0].get("log_path", ""))
+    want = "".join(f"line {i}\nagain {i}\n" for i in range(1, 61))
+    ok(st == "success" and log == want,
+       "logs: streams dropped 4 times resume with sinceTime, no line lost or written twice",
+       f"run={st} {len(log.splitlines())} lines")
+
+
 CANCEL = """dag: e2e_cancel
 default:
   executor: kubernetes
@@ -708,6 +743,7 @@ def main():
         test_adoption(k, cl, watch)
         test_watch_faults(k, cl)
         test_cancel(k, cl)
+        test_log_resume(k, cl)
         k.stop()
         # GPU admission: the pool sized from the nodes (kube-sim: 2 x 1 GPU).
         g = Kiln(work, "gpu", kc, cl, parallelism=64)

@@ -28,6 +28,7 @@ Control endpoints (not Kubernetes):
      {"http_429": {"count": N, "retry_after": S, "method": "POST", "path": "substring"},
       "http_500": {"count": N, ...same filters},
       "drop_watches": true,             close every open watch without the final chunk
+      "drop_logs": true,                close every open log follow without the final chunk
       "force_410": N,                   the next N watches (with an RV) get the 410 ERROR event
       "pod": {"fault": F, "name": "...", "labelSelector": "...", "count": 1, "message": "...",
               "after": seconds}}        for the next pod(s) created that match:
@@ -396,6 +397,7 @@ class Sim:
         self.logs = self.kubelet.logs    # uid -> PodLog
         self.faults = {'http_429': None, 'http_500': None, 'force_410': 0, 'pod': []}
         self.watch_gen = 0       # bumped by drop_watches
+        self.log_gen = 0         # bumped by drop_logs
         self.stats = {'requests': 0, 'watches': 0, 'creates': 0, 'http_429': 0, 'http_500': 0}
 
     # -- called with the lock held
@@ -948,8 +950,13 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as e:
             return self.send_status(400, 'BadRequest', f'invalid parameter: {e}')
         self.start_chunked('text/plain')
+        gen = sim.log_gen
         try:
             for b in iter_log(sim.lock, log, params):
+                if sim.log_gen != gen:
+                    # drop_logs: the connection breaks without the last chunk
+                    self.close_connection = True
+                    return
                 self.chunk(b)
             self.chunk(b'')
         except (BrokenPipeError, ConnectionResetError, OSError):
@@ -972,6 +979,9 @@ class Handler(BaseHTTPRequestHandler):
                     sim.faults['force_410'] = int(body['force_410'])
                 if body.get('drop_watches'):
                     sim.watch_gen += 1
+                    sim.lock.notify_all()
+                if body.get('drop_logs'):
+                    sim.log_gen += 1
                     sim.lock.notify_all()
                 if 'pod' in body:
                     for f in body['pod'] if isinstance(body['pod'], list) else [body['pod']]:
