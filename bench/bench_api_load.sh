@@ -12,7 +12,9 @@
 # The run's wall is the database's end_us - created_us (trigger committed to
 # run finished).  Reported: both walls, the paired throughput drop (target
 # < 20 %), wrk's requests/s and latency, and its errors (socket errors and
-# non-2xx answers; target zero).  Loopback only; wrk stops when the run ends
+# non-2xx answers; target zero), and how the daemon answered the reads
+# (kiln_api_reads_total: computed on a reader thread, kept, not_modified).
+# Loopback only; wrk stops when the run ends
 # or after MAX_S seconds (default 120): a loaded wall >= MAX_S means the
 # load starved the run until wrk stopped (the run then ends unloaded).
 #
@@ -97,6 +99,9 @@ measure() {
         kill -INT "$WRK" 2>/dev/null || true   # wrk prints its summary on SIGINT
         wait "$WRK" 2>/dev/null || true
         WRK=
+        # How the reads were answered: computed on a reader thread, or kept.
+        curl -s "$base/metrics" | awk -F'[{}" ]+' '$1 == "kiln_api_reads_total" { printf "%s %s ", $3, $4 }' \
+            > "$WORK/reads.$2" 2>/dev/null || true
     fi
     set -- "$1" "$2" $(sqlite3 -separator ' ' "$home/kiln.db" \
         "SELECT (end_us - created_us) / 1e6, state FROM runs WHERE run_id = 'bench';
@@ -137,9 +142,10 @@ for f in "$WORK"/wrk.*.out; do
     e=$(awk '/Socket errors/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$f")
     x=$(awk '/Non-2xx/ { print $NF }' "$f")
     reqs=$((reqs + ${n:-0})) errs=$((errs + ${e:-0})) non2xx=$((non2xx + ${x:-0}))
-    printf '  wrk %s: %s requests, %s req/s, latency p50 %s, p99 %s\n' "${f##*/}" "${n:-?}" \
+    r=${f##*/wrk.}; r=${r%.out}
+    printf '  wrk %s: %s requests, %s req/s, latency p50 %s, p99 %s; reads: %s\n' "${f##*/}" "${n:-?}" \
         "$(awk '/Requests\/sec/ { print $2 }' "$f")" "$(awk '$1 == "50%" { print $2 }' "$f")" \
-        "$(awk '$1 == "99%" { print $2 }' "$f")"
+        "$(awk '$1 == "99%" { print $2 }' "$f")" "$(cat "$WORK/reads.$r" 2>/dev/null || echo ?)"
 done
 printf 'wrk: %d requests in all, %d socket errors, %d non-2xx answers   (target: 0 errors)\n' \
     "$reqs" "$errs" "$non2xx"

@@ -175,3 +175,12 @@ BEGIN DEFERRED;
 COMMIT;
 -- name: data_version
 PRAGMA data_version;
+-- A run's tries in one statement, in the order of its task instances
+-- (task_index, then try_number): the API's run answer for a run of
+-- thousands of tasks, instead of one try_list per task.  The columns are
+-- try_list's, then ti_pk.
+-- name: api_run_tries
+SELECT t.id, t.try_number, t.state, t.executor, t.executor_id, t.queued_us, t.start_us,
+       t.end_us, t.exit_code, t.signal, t.reason, t.log_path, t.outputs, t.ti_pk
+  FROM task_instances ti JOIN tries t ON t.ti_pk = ti.id
+ WHERE ti.run_pk = ?1 ORDER BY ti.task_index, t.try_number;

@@ -402,6 +402,128 @@ static void add_tries(struct store *st, struct json_object *tis)
     }
 }
 
+/* A run's answer is written straight as JSON text (a run of 10,000 tasks is
+ * tens of thousands of values: building json-c objects for them cost most of
+ * the answer's time).  Same fields, same order as the json-c objects. */
+static void w_key(struct sbuf *b, const char *k)
+{
+    sbuf_adds(b, ",\"");
+    sbuf_adds(b, k);
+    sbuf_adds(b, "\":");
+}
+
+static void w_str(struct sbuf *b, const char *k, const char *v)
+{
+    w_key(b, k);
+    if (v)
+        sbuf_json_str(b, v);
+    else
+        sbuf_adds(b, "null");
+}
+
+static void w_time(struct sbuf *b, const char *k, int64_t us)
+{
+    w_key(b, k);
+    if (us > 0) {
+        char iso[40];
+        time_format_iso(us, iso, sizeof iso);
+        sbuf_printf(b, "\"%s\"", iso);
+    } else {
+        sbuf_adds(b, "null");
+    }
+}
+
+static void w_int_or_null(struct sbuf *b, const char *k, struct store_row *r, int col)
+{
+    w_key(b, k);
+    if (store_col_null(r, col))
+        sbuf_adds(b, "null");
+    else
+        sbuf_printf(b, "%lld", (long long)store_col_int(r, col));
+}
+
+/* Rows of api_run_tries (try_list's columns, then ti_pk): each try's JSON
+ * into one buffer, with where it starts and ends. */
+struct run_tries {
+    struct sbuf text;
+    int64_t *ti_pk;
+    size_t *from, *to;
+    size_t n, cap;
+};
+
+static int run_try_row(void *arg, struct store_row *r)
+{
+    struct run_tries *rt = arg;
+    if (rt->n == rt->cap) {
+        rt->cap = rt->cap ? 2 * rt->cap : 256;
+        rt->ti_pk = xrealloc(rt->ti_pk, rt->cap * sizeof *rt->ti_pk);
+        rt->from = xrealloc(rt->from, rt->cap * sizeof *rt->from);
+        rt->to = xrealloc(rt->to, rt->cap * sizeof *rt->to);
+    }
+    struct sbuf *b = &rt->text;
+    rt->ti_pk[rt->n] = store_col_int(r, 13);
+    rt->from[rt->n] = b->len;
+    sbuf_printf(b, "{\"try_number\":%lld", (long long)store_col_int(r, 1));
+    w_str(b, "state", store_col_text(r, 2));
+    w_str(b, "executor", store_col_text(r, 3));
+    w_str(b, "executor_id", store_col_text(r, 4));
+    w_time(b, "start", store_col_int(r, 6));
+    w_time(b, "end", store_col_int(r, 7));
+    w_int_or_null(b, "exit_code", r, 8);
+    w_int_or_null(b, "signal", r, 9);
+    w_str(b, "reason", store_col_text(r, 10));
+    w_key(b, "outputs");
+    /* What a task wrote: re-serialized (so only valid JSON goes out), or
+     * null when it is not JSON. */
+    struct json_object *out = store_col_text(r, 12) ? json_tokener_parse(store_col_text(r, 12))
+                                                    : NULL;
+    sbuf_adds(b, out ? json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN |
+                                                               JSON_C_TO_STRING_NOSLASHESCAPE)
+                     : "null");
+    json_object_put(out);
+    sbuf_adds(b, "}");
+    rt->to[rt->n++] = b->len;
+    return 0;
+}
+
+struct run_tis {
+    struct sbuf *b;
+    struct run_tries *rt;
+    size_t k;       /* the next try row */
+    bool first;
+};
+
+/* Rows of ti_list, in task_index order like the tries: a task instance's
+ * tries are the rows at k with its pk (none when it has not started). */
+static int run_ti_row(void *arg, struct store_row *r)
+{
+    struct run_tis *c = arg;
+    struct sbuf *b = c->b;
+    int64_t pk = store_col_int(r, 0);
+    sbuf_adds(b, c->first ? "{\"task\":" : ",{\"task\":");
+    c->first = false;
+    const char *id = store_col_text(r, 1);
+    if (id)
+        sbuf_json_str(b, id);
+    else
+        sbuf_adds(b, "null");
+    w_str(b, "state", store_col_text(r, 3));
+    sbuf_printf(b, ",\"try_number\":%lld,\"max_tries\":%lld", (long long)store_col_int(r, 4),
+                (long long)store_col_int(r, 5));
+    w_str(b, "reason", store_col_text(r, 7));
+    w_time(b, "start", store_col_int(r, 8));
+    w_time(b, "end", store_col_int(r, 9));
+    sbuf_adds(b, ",\"tries\":[");
+    struct run_tries *rt = c->rt;
+    for (bool f = true; c->k < rt->n && rt->ti_pk[c->k] == pk; c->k++, f = false) {
+        if (!f)
+            sbuf_adds(b, ",");
+        sbuf_add(b, rt->text.data + rt->from[c->k], rt->to[c->k] - rt->from[c->k]);
+    }
+    sbuf_adds(b, "]}");
+    return 0;
+}
+
 static int find_run(const struct rctx *x, const char *dag, const char *sel, int64_t *pk,
                     struct api_response *rs)
 {
@@ -420,15 +542,31 @@ static void get_run(const struct rctx *x, const char *dag, const char *sel, stru
     struct store *st = x->st;
     struct json_object *arr = json_object_new_array();
     store_exec(st, Q_run_get, run_obj_row, arr, NULL, "i", pk);
-    struct json_object *run = json_object_get(json_object_array_get_idx(arr, 0));
-    json_object_put(arr);
-    if (!run)
+    struct json_object *run = json_object_array_get_idx(arr, 0);
+    if (!run) {
+        json_object_put(arr);
         return set_error(rs, 404, "no such run");
-    struct ti_ctx c = { st, json_object_new_array() };
-    store_exec(st, Q_ti_list, ti_row, &c, NULL, "i", pk);
-    add_tries(st, c.arr);
-    json_object_object_add(run, "tasks", c.arr);
-    set_json(rs, 200, run);
+    }
+    /* The run object, then "tasks" spliced in before its closing brace. */
+    const char *js = json_object_to_json_string_ext(run, JSON_C_TO_STRING_PLAIN |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
+    struct sbuf *b = &rs->body;
+    b->len = 0;
+    sbuf_add(b, js, strlen(js) - 1);
+    json_object_put(arr);
+    struct run_tries rt = { .n = 0 };
+    sbuf_init(&rt.text);
+    store_exec(st, Q_api_run_tries, run_try_row, &rt, NULL, "i", pk);
+    sbuf_adds(b, ",\"tasks\":[");
+    struct run_tis c = { b, &rt, 0, true };
+    store_exec(st, Q_ti_list, run_ti_row, &c, NULL, "i", pk);
+    sbuf_adds(b, "]}\n");
+    sbuf_free(&rt.text);
+    free(rt.ti_pk);
+    free(rt.from);
+    free(rt.to);
+    rs->status = 200;
+    rs->content_type = "application/json";
 }
 
 static int ti_one(const struct rctx *x, const char *dag, const char *sel, const char *task,

@@ -22,12 +22,12 @@
 /* Readers yield the CPU to the scheduler when both want it: a slower read
  * is the price of a scheduler that keeps its pace under read load. */
 #define READER_NICE 10
-/* Under sustained load the readers together use at most this share of one
- * core (their CPU time, paced), with up to READ_BURST_US of CPU saved up while
+/* While tries run, the readers together use at most this share of one core
+ * (their CPU time, paced), with up to READ_BURST_US of CPU saved up while
  * idle: a scheduler on a small machine keeps its pace however many clients
  * read.  Answers then come later, not wrong: each still waits for a read
  * that started after it arrived. */
-#define READ_SHARE 0.25
+#define READ_SHARE 0.15
 #define READ_BURST_US 50000
 
 /* A finished answer: an h2o shared chunk, so that every request sending it
@@ -74,6 +74,7 @@ struct job {
     struct api_request rq;      /* points into ent */
     struct api_snap *snap;
     uint64_t gen;
+    bool pace;                  /* tries were running when it was queued */
     struct answer *ans;         /* filled by the reader */
 };
 
@@ -155,7 +156,7 @@ static void *reader_main(void *arg)
             break;
         }
         int64_t wait_us = r->paid_until_us - mono_us();
-        if (wait_us > 0) {
+        if (r->q_head->pace && wait_us > 0) {
             /* Over budget: let the CPU go, then look at the queue again. */
             pthread_mutex_unlock(&r->mu);
             struct timespec ts = { wait_us / 1000000, (long)(wait_us % 1000000) * 1000 };
@@ -180,9 +181,11 @@ static void *reader_main(void *arg)
 
         int64_t cpu = thread_cpu_us() - cpu0, now = mono_us();
         pthread_mutex_lock(&r->mu);
-        if (r->paid_until_us < now - READ_BURST_US)
-            r->paid_until_us = now - READ_BURST_US;
-        r->paid_until_us += (int64_t)((double)cpu / READ_SHARE);
+        if (j->pace) {
+            if (r->paid_until_us < now - READ_BURST_US)
+                r->paid_until_us = now - READ_BURST_US;
+            r->paid_until_us += (int64_t)((double)cpu / READ_SHARE);
+        }
         j->next = r->done;
         r->done = j;
         /* Sent under the lock: the loop closes the handle only after it took
@@ -392,6 +395,11 @@ static void dispatch(struct reads *r, struct entry *ent, uint64_t gen)
         .range = ent->range, .range_len = ent->range_len, .actor = "api:token",
     };
     j->snap = api_snap_take(r->e, &j->rq);
+    /* Paced only while the scheduler has work: an idle daemon answers a
+     * lone client at full speed. */
+    struct sched_stats ss;
+    sched_get_stats(engine_sched(r->e), &ss);
+    j->pace = ss.running > 0;
     ent->busy = true;
     ent->busy_gen = gen;
     r->inflight++;
