@@ -453,6 +453,11 @@ int engine_open(struct engine **out, uv_loop_t *loop, const struct engine_opts *
     *out = e;
     return 0;
 fail:
+    /* Handles already started (the scheduler's, the executors', the
+     * command inbox) are closed and their callbacks run before the memory
+     * goes. */
+    engine_stop(e);
+    uv_run(loop, UV_RUN_DEFAULT);
     engine_free(e);
     return rc;
 }
@@ -786,7 +791,8 @@ void engine_stop(struct engine *e)
         uv_close((uv_handle_t *)&e->dag_rescan, on_engine_handle_closed);
         e->watching = false;
     }
-    sched_close(e->sched, NULL, NULL);
+    if (e->sched)
+        sched_close(e->sched, NULL, NULL);
     if (e->local)
         e->local->ops->close(e->local, on_exec_closed);
     if (e->noop)
