@@ -194,6 +194,18 @@ grep -q '^event: task' "$T/events" && grep -q '"task":"hello".*"state":"running"
 ok $? "and its tasks' (event: task, JSON data)"
 curl -s -D "$T/hdr" -o /dev/null --max-time 1 "$BASE/api/v1/events"
 grep -qi '^content-type: text/event-stream' "$T/hdr"; ok $? "events are text/event-stream"
+# gzip when asked for, the same bytes once inflated; events never compressed
+curl -s -D "$T/hdr" -H 'Accept-Encoding: gzip' "$BASE/api/v1/dags/quick/runs?limit=500" > "$T/gz"
+curl -s "$BASE/api/v1/dags/quick/runs?limit=500" > "$T/plain"
+grep -qi '^content-encoding: gzip' "$T/hdr" && gunzip -c "$T/gz" | cmp -s - "$T/plain"
+ok $? "JSON is gzipped for a client that accepts it, and inflates to the plain answer"
+curl -s -D "$T/hdr" -o /dev/null "$BASE/api/v1/dags/quick/runs?limit=500"
+! grep -qi '^content-encoding' "$T/hdr"; ok $? "and sent plain to one that does not"
+curl -s -D "$T/hdr" -H 'Accept-Encoding: gzip' -o "$T/gz" "$BASE/ui/app.js"
+grep -qi '^content-encoding: gzip' "$T/hdr" && [ "$(gunzip -c "$T/gz" | wc -c)" -gt "$(wc -c < "$T/gz")" ]
+ok $? "the UI's script is gzipped too"
+curl -s -D "$T/hdr" -o /dev/null --max-time 1 -H 'Accept-Encoding: gzip' "$BASE/api/v1/events"
+! grep -qi '^content-encoding' "$T/hdr"; ok $? "an event stream is never gzipped (events arrive as they happen)"
 is "$(req GET '/api/v1/dags/quick/grid?runs=25')" "200" "GET the grid"
 is "$(py "j['tasks'], len(j['runs']), j['runs'][-1]['run_id'], j['runs'][-1]['cells']")" \
    "['hello', 'bye'] $(sql "select count(*) from runs where dag_id='quick' and id > (select max(id) from runs where dag_id='quick') - 25") e1 $(py "chr(97+j['states'].index('success'))*2")" \
