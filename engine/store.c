@@ -82,6 +82,18 @@ static int migrate(struct store *st, struct kiln_err *err)
     return 0;
 }
 
+/* Prepares every named statement of sql/queries.sql once, for the life of
+ * the connection. */
+static int prepare_all(struct store *st, struct kiln_err *err)
+{
+    for (int i = 0; i < Q__COUNT; i++)
+        if (sqlite3_prepare_v3(st->db, sql_queries[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &st->stmt[i], NULL) != SQLITE_OK)
+            return kiln_err_set(err, KILN_ESTORE, "preparing query '%s': %s",
+                                sql_query_names[i], sqlite3_errmsg(st->db));
+    return 0;
+}
+
 int store_open(struct store **out, const char *path, struct kiln_err *err)
 {
     struct store *st = xcalloc(1, sizeof *st);
@@ -102,14 +114,8 @@ int store_open(struct store **out, const char *path, struct kiln_err *err)
         goto fail;
     if ((rc = migrate(st, err)) < 0)
         goto fail;
-    for (int i = 0; i < Q__COUNT; i++) {
-        if (sqlite3_prepare_v3(st->db, sql_queries[i], -1, SQLITE_PREPARE_PERSISTENT,
-                               &st->stmt[i], NULL) != SQLITE_OK) {
-            rc = kiln_err_set(err, KILN_ESTORE, "preparing query '%s': %s", sql_query_names[i],
-                              sqlite3_errmsg(st->db));
-            goto fail;
-        }
-    }
+    if ((rc = prepare_all(st, err)) < 0)
+        goto fail;
     *out = st;
     return 0;
 fail:
@@ -130,14 +136,8 @@ int store_open_reader(struct store **out, const char *path, struct kiln_err *err
         goto fail;
     }
     sqlite3_busy_timeout(st->db, 10000);
-    for (int i = 0; i < Q__COUNT; i++) {
-        if (sqlite3_prepare_v3(st->db, sql_queries[i], -1, SQLITE_PREPARE_PERSISTENT,
-                               &st->stmt[i], NULL) != SQLITE_OK) {
-            rc = kiln_err_set(err, KILN_ESTORE, "preparing query '%s': %s", sql_query_names[i],
-                              sqlite3_errmsg(st->db));
-            goto fail;
-        }
-    }
+    if ((rc = prepare_all(st, err)) < 0)
+        goto fail;
     *out = st;
     return 0;
 fail:

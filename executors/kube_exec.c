@@ -123,6 +123,7 @@ struct kexec {
     struct kube_req *nodes_req;
     struct ktry *cq_head, *cq_tail;     /* waiting to be created, FIFO */
     unsigned creates_in_flight;
+    uint64_t standins;          /* retention records of orphans, numbered */
     void (*close_cb)(struct executor *ex);
     struct kube_exec_stats st;
 };
@@ -531,6 +532,20 @@ static struct kns *ns_get(struct kexec *kx, const char *name)
     return ns;
 }
 
+/* Into the id and name tables and the list of all tries. */
+static void try_link(struct kexec *kx, struct ktry *t)
+{
+    unsigned hi = hash_id(t->try_id), hn = hash_str(t->name);
+    t->id_next = kx->by_id[hi];
+    kx->by_id[hi] = t;
+    t->name_next = kx->by_name[hn];
+    kx->by_name[hn] = t;
+    t->next = kx->all;
+    if (kx->all)
+        kx->all->prev = t;
+    kx->all = t;
+}
+
 static struct ktry *try_new(struct kexec *kx, struct kns *ns, const struct exec_spec *spec)
 {
     struct ktry *t = xcalloc(1, sizeof *t);
@@ -549,15 +564,7 @@ static struct ktry *try_new(struct kexec *kx, struct kns *ns, const struct exec_
         .task_id = spec->task_id, .try_number = spec->try_number, .try_id = spec->try_id,
     };
     kube_pod_name(&ids, t->name);
-    unsigned hi = hash_id(t->try_id), hn = hash_str(t->name);
-    t->id_next = kx->by_id[hi];
-    kx->by_id[hi] = t;
-    t->name_next = kx->by_name[hn];
-    kx->by_name[hn] = t;
-    t->next = kx->all;
-    if (kx->all)
-        kx->all->prev = t;
-    kx->all = t;
+    try_link(kx, t);
     return t;
 }
 
@@ -1035,19 +1042,11 @@ static void handle_orphans(struct kns *ns)
                     t->kx = kx;
                     t->ns = ns;
                     t->log_fd = -1;
-                    t->try_id = INT64_MIN + (int64_t)i;
+                    t->try_id = INT64_MIN + (int64_t)kx->standins++;   /* no real try's id */
                     snprintf(t->name, sizeof t->name, "%s", o->name);
                     t->ended = t->reported = t->log_complete = true;
                     t->delete_at_us = at;
-                    unsigned hn = hash_str(t->name), hi = hash_id(t->try_id);
-                    t->name_next = kx->by_name[hn];
-                    kx->by_name[hn] = t;
-                    t->id_next = kx->by_id[hi];
-                    kx->by_id[hi] = t;
-                    t->next = kx->all;
-                    if (kx->all)
-                        kx->all->prev = t;
-                    kx->all = t;
+                    try_link(kx, t);
                 }
             }
         } else {
