@@ -94,8 +94,12 @@ int engine_kube_open(struct engine_kube **out, uv_loop_t *loop, const struct kil
         rc = kube_config_load_kubeconfig(first, cfg->kube_context, &kcfg, err);
         free(first);
     }
-    if (rc < 0)
-        return kiln_err_set(err, rc, "kubernetes: %s", err->msg);
+    if (rc < 0) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        snprintf(err->msg, sizeof err->msg, "kubernetes: %.1000s", why);
+        return rc;
+    }
     struct kube_client_opts co;
     kube_client_opts_default(&co);
     co.create_qps = cfg->kube_create_qps;

@@ -36,4 +36,33 @@ ok $? "and says what was expected where"
 KILN_PARALLELISM=many "$KILN_BIN" dags list > out 2>&1; is "$?" "2" "a bad environment value exits 2"
 grep -q "parallelism must be a positive integer, got 'many'" out; ok $? "with the reason"
 "$KILN_BIN" --config missing.yaml dags list > out 2>&1; is "$?" "2" "a missing settings file exits 2"
+printf 'kube_gpus: some\n' > bad3.yaml
+"$KILN_BIN" --config bad3.yaml dags list > out 2>&1; is "$?" "2" "a bad kube setting exits 2"
+grep -q "bad3.yaml:1:12: kube_gpus must be auto or a number of GPUs, got 'some'" out
+ok $? "and names file:line:col"
+
+# A Kubernetes configuration that cannot be loaded turns the executor off,
+# not the daemon: local tasks run, Kubernetes tasks fail saying why.
+printf 'clusters: [\n' > "$T/kubeconfig"
+export KILN_HOME="$T/khome"
+mkdir -p "$T/kdags"
+cat > "$T/kdags/mixed.yaml" <<'YAML'
+dag: mixed
+tasks:
+  here: {command: [echo, local]}
+  there: {command: [echo, pod], executor: kubernetes, kubernetes: {image: busybox}}
+YAML
+KUBECONFIG="$T/kubeconfig" KILN_DAGS="$T/kdags" "$KILN_BIN" serve > "$T/kd.log" 2>&1 &
+KPID=$!
+wait_for "[ -S '$KILN_HOME/daemon.sock' ]" 10
+KUBECONFIG="$T/kubeconfig" KILN_DAGS="$T/kdags" "$KILN_BIN" dags trigger mixed --wait > out 2>&1
+is "$?" "1" "a DAG with a Kubernetes task runs (and fails) beside a broken kubeconfig"
+grep -q "kubernetes: $T/kubeconfig:2:1: .*the kubernetes executor is off" "$T/kd.log"
+ok $? "the daemon says the executor is off, and why"
+is "$(sql "select state from task_instances where task_id='here' order by id desc limit 1")" "success" \
+   "the local task ran"
+sql "select reason from task_instances where task_id='there' order by id desc limit 1" | \
+    grep -q "executor 'kubernetes' is not available in this daemon (set kube_config or KUBECONFIG"
+ok $? "the Kubernetes task failed saying what to set"
+kill -TERM "$KPID"; wait "$KPID" 2>/dev/null
 done_testing
