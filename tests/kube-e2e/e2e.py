@@ -570,7 +570,18 @@ def test_adoption(k, cl, watch):
                    and lines(), 30)
     ok(got, "adoption (running): both long tasks run before the kill")
     k.kill9()
+    # A pod of this instance that no try will claim (its run is gone): the
+    # restarted daemon deletes it once recovery is done.
+    orphan = {"apiVersion": "v1", "kind": "Pod",
+              "metadata": {"name": "e2e-orphan-1-0000000000",
+                           "labels": {"kiln.io/instance": k.instance(), "kiln.io/dag": "e2e_orphan"}},
+              "spec": {"restartPolicy": "Never",
+                       "containers": [{"name": "main", "image": IMAGE, "command": ["sh", "-c", "sleep 60"]}]}}
+    code, _ = cl.request("POST", f"/api/v1/namespaces/{cl.ns}/pods", orphan)
     k.start()
+    gone = wait_for(lambda: not cl.pods("kiln.io/dag=e2e_orphan"), 30)
+    ok(code == 201 and gone, "adoption: a pod of this instance no try claims is deleted after recovery",
+       f"create={code} left={[p['metadata']['name'] for p in cl.pods('kiln.io/dag=e2e_orphan')]}")
     check_adoption(k, cl, watch, run, "running")
     created = set(watch.created_for("e2e_adopt")) - before
     ok(len(created) == 4, "adoption (running): no duplicate pod (4 tasks, 4 pods)", sorted(created))
