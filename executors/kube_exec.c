@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -125,7 +126,6 @@ struct kexec {
     unsigned creates_in_flight;
     uint64_t standins;          /* retention records of orphans, numbered */
     void (*close_cb)(struct executor *ex);
-    struct kube_exec_stats st;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -527,7 +527,6 @@ static struct kns *ns_get(struct kexec *kx, const char *name)
     ns->backoff_ms = BACKOFF_MIN_MS;
     ns->next = kx->namespaces;
     kx->namespaces = ns;
-    kx->st.namespaces++;
     ns_ensure_watch(ns);
     return ns;
 }
@@ -585,7 +584,6 @@ static void on_deleted(struct kube_req *req, const struct kube_result *res, void
     if (t->freeing)
         return;
     if (res->outcome == KUBE_OK || res->http == 404) {
-        t->kx->st.pods_deleted += res->outcome == KUBE_OK;
         /* Reported and gone from the API: nothing more will be said of it.
          * (A graceful delete of a running pod completes later; the watch's
          * DELETED event ends the try then.) */
@@ -593,7 +591,6 @@ static void on_deleted(struct kube_req *req, const struct kube_result *res, void
             try_free(t);
         return;
     }
-    t->kx->st.api_errors++;
     LOG_W("kubernetes: cannot delete pod %s/%s: %s", t->ns->name, t->name, res->message);
     if (t->reported)
         t->delete_at_us = now_us() + 5 * 1000000;   /* try again later */
@@ -614,9 +611,9 @@ static void pod_delete(struct ktry *t, int64_t grace_s)
 static void orphan_delete_done(struct kube_req *req, const struct kube_result *res, void *arg)
 {
     (void)req;
-    struct kexec *kx = arg;
-    if (res->outcome == KUBE_OK)
-        kx->st.orphans_deleted++;
+    (void)arg;
+    if (res->outcome != KUBE_OK && res->http != 404)
+        LOG_W("kubernetes: cannot delete a leftover pod: %s", res->message);
 }
 
 static void orphan_delete(struct kns *ns, const char *name)
@@ -741,8 +738,9 @@ static void log_write(struct ktry *t, const char *text, size_t len)
             return;
         }
     }
-    char nl = '\n';
-    if ((len && write(t->log_fd, text, len) != (ssize_t)len) || write(t->log_fd, &nl, 1) != 1)
+    /* One writev: a line and its newline reach the file together. */
+    struct iovec iov[2] = { { (void *)text, len }, { (void *)"\n", 1 } };
+    if (writev(t->log_fd, iov, 2) != (ssize_t)(len + 1))
         LOG_W("kubernetes: short write to %s", t->log_path);
 }
 
@@ -815,7 +813,6 @@ static void on_log_done(struct kube_req *req, const struct kube_result *res, voi
     }
     if (res->http == 400 && !t->ended)
         return;     /* still waiting to start: the watch will say when it runs */
-    t->kx->st.log_resumes++;
     t->log_retry_at_us = now_us() + t->log_backoff_ms * 1000;
     if (t->log_backoff_ms < BACKOFF_MAX_MS)
         t->log_backoff_ms *= 2;
@@ -960,8 +957,6 @@ static void handle_pod(struct kns *ns, json_object *pod, bool deleted)
         }
         return;
     }
-    if (t->adopting)
-        kx->st.pods_adopted++;
     if (deleted)
         on_pod_gone(t, pod);
     else if (!t->reported)
@@ -1089,7 +1084,6 @@ static void on_list(struct kube_req *req, const struct kube_result *res, void *a
     if (kx->closing)
         return;
     if (res->outcome != KUBE_OK || !res->json) {
-        kx->st.api_errors++;
         LOG_W("kubernetes: cannot list pods in namespace %s: %s", ns->name, res->message);
         ns_backoff(ns);
         return;
@@ -1169,7 +1163,6 @@ static void on_watch_line(struct kube_req *req, const char *line, size_t len, vo
         json_object *code = jget(obj, "code");
         if (code && json_object_get_int(code) == 410) {
             ns->relist = true;
-            ns->kx->st.relists++;
         } else {
             LOG_W("kubernetes: watch error in %s: %s", ns->name,
                   jstr(obj, "message") ? jstr(obj, "message") : line);
@@ -1198,8 +1191,6 @@ static void on_watch_done(struct kube_req *req, const struct kube_result *res, v
           res->http, res->message);
     if (ns->relist || res->http == 410) {
         ns->relist = false;
-        if (res->http == 410)
-            kx->st.relists++;
         ns_list(ns);
     } else if (res->outcome == KUBE_OK) {
         ns->backoff_ms = BACKOFF_MIN_MS;
@@ -1226,7 +1217,6 @@ static void ns_watch(struct kns *ns)
              "/api/v1/namespaces/%s/pods?watch=1&allowWatchBookmarks=true&resourceVersion=%s"
              "&timeoutSeconds=%d&labelSelector=%s", ns->name, ns->rv, WATCH_TIMEOUT_S,
              kx->selector);
-    kx->st.watches_opened++;
     LOG_D("kubernetes: watching namespace %s from rv %s", ns->name, ns->rv);
     ns->watch_req = kube_request(kx->client, "GET", path, NULL, NULL, on_watch_done,
                                  on_watch_line, ns);
@@ -1346,7 +1336,6 @@ static void on_created(struct kube_req *req, const struct kube_result *res, void
     if (t->freeing || kx->closing)
         return;
     if (res->outcome == KUBE_OK) {
-        kx->st.pods_created++;
         if (res->json && !t->ended)
             handle_pod(t->ns, res->json, false);
         if (t->cancel_requested)
@@ -1362,7 +1351,6 @@ static void on_created(struct kube_req *req, const struct kube_result *res, void
         t->adopting = true;
         return;
     }
-    kx->st.api_errors++;
     if (res->outcome == KUBE_TRANSIENT) {
         end_with(t, true, true, "Kubernetes API unavailable, pod not created: %s (after %d attempts)",
                  res->message, res->attempts);
@@ -1772,10 +1760,4 @@ int exec_kube_new(struct executor **out, uv_loop_t *loop, struct kube_client *cl
         kx->nodes_req = kube_request(client, "GET", "/api/v1/nodes", NULL, NULL, on_nodes, NULL, kx);
     *out = &kx->base;
     return 0;
-}
-
-void kube_exec_stats(struct executor *ex, struct kube_exec_stats *st)
-{
-    struct kexec *kx = (struct kexec *)ex;
-    *st = kx->st;
 }

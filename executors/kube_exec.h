@@ -85,12 +85,4 @@ void kube_pod_observe(json_object *pod, struct kube_obs *o);
  * seconds and nanoseconds since the epoch.  Returns 0 or -1. */
 int kube_parse_time(const char *s, int64_t *sec, int32_t *nsec);
 
-/* Counters for tests and benchmarks. */
-struct kube_exec_stats {
-    unsigned pods_created, pods_adopted, pods_deleted, watches_opened, relists,
-             log_resumes, orphans_deleted, api_errors;
-    unsigned namespaces;          /* namespaces watched now */
-};
-void kube_exec_stats(struct executor *ex, struct kube_exec_stats *st);
-
 #endif
