@@ -2,6 +2,7 @@
  * kcol reader, the FNV-1a checksum, seeded random numbers. */
 #include "ml.h"
 #include "kcol.h"
+#include "knum.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -80,56 +81,6 @@ static size_t split(char *line, char ***fields, size_t *cap)
     return n;
 }
 
-/* Exact powers of ten: every one up to 1e22 is a double without rounding. */
-static const double pow10tab[23] = {
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-};
-
-/* Fast path for a plain decimal number ([+-]digits[.digits][e[+-]digits]) at P.
- * Succeeds only where the result is provably the same double strtod gives:
- * at most 2^53 as an integer mantissa times or divided by an exact power of
- * ten up to 1e22, one correctly rounded operation (Clinger's fast path).
- * Returns the end of the number, or NULL to make the caller use strtod. */
-static const char *fast_num(const char *p, double *out)
-{
-    int neg = 0;
-    if (*p == '-') { neg = 1; p++; }
-    else if (*p == '+') p++;
-    uint64_t m = 0;
-    int sig = 0, frac = 0, digits = 0;
-    while ((unsigned)(*p - '0') < 10) {
-        if (m || *p != '0') { if (++sig > 19) return NULL; m = m * 10 + (uint64_t)(*p - '0'); }
-        p++; digits++;
-    }
-    if (*p == '.') {
-        p++;
-        while ((unsigned)(*p - '0') < 10) {
-            if (m || *p != '0') { if (++sig > 19) return NULL; m = m * 10 + (uint64_t)(*p - '0'); }
-            p++; digits++; frac++;
-        }
-    }
-    if (!digits) return NULL;
-    int e = 0;
-    if (*p == 'e' || *p == 'E') {
-        p++;
-        int eneg = 0;
-        if (*p == '-') { eneg = 1; p++; }
-        else if (*p == '+') p++;
-        int ed = 0;
-        while ((unsigned)(*p - '0') < 10) { if (++ed > 4) return NULL; e = e * 10 + (*p - '0'); p++; }
-        if (!ed) return NULL;
-        if (eneg) e = -e;
-    }
-    e -= frac;
-    if (m > (1ULL << 53) || e < -22 || e > 22) return NULL;
-    double v = (double)m;
-    if (e >= 0) v *= pow10tab[e];
-    else v /= pow10tab[-e];
-    *out = neg ? -v : v;
-    return p;
-}
-
 /* isspace() in the C locale (the programs never call setlocale), inline */
 static inline int is_blank(char c) { return c == ' ' || (unsigned char)(c - '\t') <= 4; }
 
@@ -144,7 +95,7 @@ static int fast_row(const char *line, const char *le, size_t ncols, size_t tcol,
     for (size_t i = 0, j = 0; i < ncols; i++) {
         while (p < le && is_blank(*p)) p++;
         double v;
-        p = fast_num(p, &v);
+        p = knum_parse(p, &v);
         if (!p || p > le) return 0;
         while (p < le && is_blank(*p)) p++;
         if (i + 1 < ncols) { if (p == le || *p != ',') return 0; p++; }
