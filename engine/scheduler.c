@@ -425,9 +425,10 @@ static void persist_ti(struct sched *s, struct sti *ti)
 {
     struct kiln_err err = { 0 };
     txn(s);
-    if (store_exec(s->st, Q_ti_set_state, NULL, NULL, &err, "isiosoooi", ti->pk,
+    if (store_exec(s->st, Q_ti_set_state, NULL, NULL, &err, "isiosoooii", ti->pk,
                    ti_state_name(ti->state), (int64_t)ti->try_number, ti->retry_at_us,
-                   ti->reason, ti->start_us, ti->end_us, now_us(), (int64_t)ti->max_tries) < 0)
+                   ti->reason, ti->start_us, ti->end_us, now_us(), (int64_t)ti->max_tries,
+                   (int64_t)ti->infra_failures) < 0)
         LOG_E("store: %s", err.msg);
     s->stats.transitions++;
 }
@@ -1420,6 +1421,7 @@ static int ti_row_cb(void *arg, struct store_row *row)
     set_reason(ti, store_col_text(row, 7));
     ti->start_us = store_col_int(row, 8);
     ti->end_us = store_col_int(row, 9);
+    ti->infra_failures = (int)store_col_int(row, 10);
     return 0;
 }
 

@@ -27,7 +27,7 @@ struct sti {
     int64_t pk;
     enum ti_state state;
     int try_number, max_tries;
-    int infra_failures;            /* infrastructure failures retried (this daemon's life) */
+    int infra_failures;            /* infrastructure failures retried (persisted) */
     struct up_counts up;
     int64_t retry_at_us, start_us, end_us;
     char *reason;

@@ -57,11 +57,11 @@ INSERT INTO task_instances (run_pk, task_id, task_index, state, max_tries, updat
 VALUES (?1, ?2, ?3, 'none', ?4, ?5);
 -- name: ti_set_state
 UPDATE task_instances SET state = ?2, try_number = ?3, retry_at_us = ?4, reason = ?5,
-       start_us = ?6, end_us = ?7, updated_us = ?8, max_tries = ?9
+       start_us = ?6, end_us = ?7, updated_us = ?8, max_tries = ?9, infra_failures = ?10
  WHERE id = ?1;
 -- name: ti_list
 SELECT id, task_id, task_index, state, try_number, max_tries, retry_at_us, reason,
-       start_us, end_us FROM task_instances WHERE run_pk = ?1 ORDER BY task_index;
+       start_us, end_us, infra_failures FROM task_instances WHERE run_pk = ?1 ORDER BY task_index;
 
 -- name: try_insert
 INSERT INTO tries (ti_pk, try_number, state, executor, queued_us, log_path)

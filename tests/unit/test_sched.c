@@ -32,6 +32,7 @@ struct fake {
     int inflight, max_inflight;
     int starts, adopts;
     bool hold;                         /* never complete (simulates a crash mid-run) */
+    int infra_tries;                   /* tries up to this number end as infrastructure failures */
     int (*exit_code)(const char *task, int try_number);
     char order[4096];
 };
@@ -54,6 +55,11 @@ static void fake_tick(uv_timer_t *h)
                                    .end_us = now_us() };
         res.term_signal = j->signal;
         res.exit_code = j->signal ? 0 : f->exit_code(j->task, j->try_number);
+        if (j->try_number <= f->infra_tries) {
+            res.exit_code = -1;
+            res.lost = true;
+            res.infra = true;
+        }
         f->jobs[i] = f->jobs[--f->n];
         i--;
         f->inflight--;
@@ -127,11 +133,18 @@ struct fx {
     int runs_done;
     int runs_wanted;
     char last_run_state[16];
+    const char *stop_on_task_state;    /* uv_stop when a task enters this state */
 };
+
+/* Settings the next fx_open gives the scheduler (0: its defaults). */
+static int fx_infra_retries;
+static int64_t fx_infra_retry_delay_ms;
 
 static void on_event(void *arg, const struct sched_event *ev)
 {
     struct fx *x = arg;
+    if (ev->task_id && x->stop_on_task_state && strcmp(ev->state, x->stop_on_task_state) == 0)
+        uv_stop(&x->loop);
     if (ev->task_id == NULL &&
         (strcmp(ev->state, "success") == 0 || strcmp(ev->state, "failed") == 0)) {
         snprintf(x->last_run_state, sizeof x->last_run_state, "%s", ev->state);
@@ -152,7 +165,8 @@ static void fx_open(struct fx *x, int parallelism, const struct sched_pool *pool
     snprintf(db, sizeof db, "%s/kiln.db", x->dir);
     assert_int_equal(store_open(&x->st, db, &err), 0);
     struct sched_config sc = { .home = x->dir, .parallelism = parallelism, .pools = pools,
-                               .n_pools = np };
+                               .n_pools = np, .infra_retries = fx_infra_retries,
+                               .infra_retry_delay_ms = fx_infra_retry_delay_ms };
     assert_int_equal(sched_new(&x->s, &x->loop, x->st, &sc, &err), 0);
     memset(&x->fake, 0, sizeof x->fake);
     x->fake.base.ops = &fake_ops;
@@ -533,6 +547,47 @@ static void test_recovery(void **state)
     fx_free(x);
 }
 
+/* The infrastructure retry budget is kept in the database: a daemon that
+ * restarts between infrastructure failures does not grant a fresh one. */
+static void test_infra_budget_survives_restart(void **state)
+{
+    fx_infra_retries = 2;
+    fx_infra_retry_delay_ms = 20;
+    struct fx *x = fx_new(8, NULL, 0);
+    x->fake.infra_tries = 100; /* every try: the pod is lost */
+    x->stop_on_task_state = "up_for_retry";
+    trigger(x, "dag: infra\ntasks:\n  t: {command: [x]}\n");
+    uv_timer_start(&x->guard, on_guard, 10000, 0);
+    uv_run(&x->loop, UV_RUN_DEFAULT); /* stops at the first infrastructure failure */
+    uv_timer_stop(&x->guard);
+    assert_int_equal(x->fake.starts, 1);
+    fx_close_sched(x);
+    char out[512];
+    query(x, "select state || ' ' || try_number || '/' || max_tries || ' ' || infra_failures "
+             "from task_instances", out, sizeof out);
+    assert_string_equal(out, "up_for_retry 1/2 1");
+    /* a new daemon on the same database */
+    fx_open(x, 8, NULL, 0);
+    x->fake.infra_tries = 100;
+    x->stop_on_task_state = NULL;
+    struct kiln_err err = { 0 };
+    assert_int_equal(sched_recover(x->s, &err), 0);
+    run_until_done(x, 1);
+    assert_string_equal(x->last_run_state, "failed");
+    fx_close_sched(x);
+    /* 1 try + 2 infrastructure retries in all, not 2 more after the restart */
+    query(x, "select count(*) from tries", out, sizeof out);
+    assert_string_equal(out, "3");
+    query(x, "select state || ' ' || try_number || '/' || max_tries || ' ' || infra_failures "
+             "from task_instances", out, sizeof out);
+    assert_string_equal(out, "failed 3/3 2");
+    query(x, "select reason from tries where try_number = 2", out, sizeof out);
+    assert_non_null(strstr(out, "infrastructure failure 2 of 2 allowed; retrying"));
+    fx_infra_retries = 0;
+    fx_infra_retry_delay_ms = 0;
+    fx_free(x);
+}
+
 static void test_every_transition_persisted(void **state)
 {
     struct fx *x = fx_new(4, NULL, 0);
@@ -557,7 +612,8 @@ int main(void)
         cmocka_unit_test(test_max_active_tasks), cmocka_unit_test(test_priority),
         cmocka_unit_test(test_max_active_runs),  cmocka_unit_test(test_clear_and_mark),
         cmocka_unit_test(test_backfill_queue),
-        cmocka_unit_test(test_recovery),         cmocka_unit_test(test_every_transition_persisted),
+        cmocka_unit_test(test_recovery),
+        cmocka_unit_test(test_infra_budget_survives_restart),         cmocka_unit_test(test_every_transition_persisted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
