@@ -3,9 +3,11 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <curl/curl.h>
 
 #include "util.h"
@@ -35,6 +37,25 @@ struct kube_client {
     int in_curl;
     CURL **graveyard;
     size_t n_graveyard, cap_graveyard;
+    /* The exec credential plugin runs as a child on the loop, never blocking
+     * it: requests that need its token wait (cred_wait), and a token close
+     * to expiry is refreshed ahead while the current one is still used. */
+    struct exec_run *exec;         /* the plugin running now, or NULL */
+    uint64_t exec_failed_ms;       /* uv_now of the last failed run (no refresh ahead for a while) */
+    time_t exec_ahead_for;         /* the expiry last refreshed ahead (once per token) */
+};
+
+/* One run of the exec plugin; freed once its handles are closed. */
+struct exec_run {
+    struct kube_client *c;
+    uv_process_t proc;
+    uv_pipe_t out;
+    uv_timer_t deadline;
+    int open;                      /* of the three handles */
+    struct sbuf buf;
+    int exited, eof, timed_out, finished;
+    int exit_status, term_signal;
+    int spawn_error;               /* uv_spawn's, or 0 */
 };
 
 struct kube_req {
@@ -55,6 +76,7 @@ struct kube_req {
     int attempts;
     int finished;
     int in_cb, cancel_pending;     /* a cancel from a line callback waits for curl */
+    int cred_wait;                 /* waiting for the exec plugin's token */
     json_object *json;
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -485,11 +507,156 @@ static void check_multi(struct kube_client *c)
     }
 }
 
+/* ------------------------------------------------------ exec plugin */
+
+static void exec_handle_closed(uv_handle_t *h)
+{
+    struct exec_run *x = h->data;
+    if (--x->open > 0) return;
+    struct kube_client *c = x->c;
+    sbuf_free(&x->buf);
+    free(x);
+    c->open_handles--;
+    maybe_free_client(c);
+}
+
+static void exec_close(struct exec_run *x)
+{
+    uv_timer_stop(&x->deadline);
+    uv_close((uv_handle_t *)&x->deadline, exec_handle_closed);
+    uv_close((uv_handle_t *)&x->out, exec_handle_closed);
+    if (x->open == 3) uv_close((uv_handle_t *)&x->proc, exec_handle_closed);
+}
+
+/* The plugin is done (exited, and its stdout ended or the time is up): its
+ * token goes into the config, and the requests waiting for it go on, or fail
+ * with the plugin's error. */
+static void exec_finish(struct exec_run *x)
+{
+    struct kube_client *c = x->c;
+    x->finished = 1;
+    if (c->exec == x) c->exec = NULL;
+    struct kiln_err err = {0};
+    int rc;
+    if (x->spawn_error)
+        rc = kiln_err_set(&err, KILN_EEXEC, "exec plugin %s: cannot start: %s", c->cfg->exec_argv[0],
+                          uv_strerror(x->spawn_error));
+    else
+        rc = kube_config_exec_accept(c->cfg, x->buf.data, x->buf.len, x->timed_out, x->exit_status,
+                                     x->term_signal, &err);
+    if (rc == 0 && kube_config_exec_due(c->cfg, time(NULL), 10)) /* else requests would wait again */
+        rc = kiln_err_set(&err, KILN_EEXEC, "exec plugin %s: its token expires within 10 s",
+                          c->cfg->exec_argv[0]);
+    exec_close(x);
+    if (rc < 0) c->exec_failed_ms = uv_now(c->loop);
+    /* start_attempt or finish may unlink requests: take one at a time */
+    for (;;) {
+        struct kube_req *r = c->reqs;
+        while (r && !r->cred_wait) r = r->next;
+        if (!r) break;
+        r->cred_wait = 0;
+        if (rc < 0) {
+            r->attempts++;
+            finish_simple(r, KUBE_PERMANENT, "Unauthorized", err.msg);
+        } else {
+            start_attempt(r);
+        }
+    }
+}
+
+static void exec_on_exit(uv_process_t *p, int64_t status, int sig)
+{
+    struct exec_run *x = p->data;
+    x->exited = 1;
+    x->exit_status = (int)status;
+    x->term_signal = sig;
+    if ((x->eof || x->timed_out) && !x->finished) exec_finish(x);
+}
+
+static void exec_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    static char chunk[4096]; /* consumed in exec_on_read before the next read */
+    (void)h;
+    (void)hint;
+    *b = uv_buf_init(chunk, sizeof chunk);
+}
+
+static void exec_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct exec_run *x = s->data;
+    if (n > 0) {
+        if (x->buf.len < KUBE_EXEC_MAX_OUTPUT) sbuf_add(&x->buf, b->base, (size_t)n);
+        return;
+    }
+    if (n == 0) return;
+    uv_read_stop(s); /* EOF or an error: nothing more comes */
+    x->eof = 1;
+    if (x->exited && !x->finished) exec_finish(x);
+}
+
+static void exec_on_deadline(uv_timer_t *t)
+{
+    struct exec_run *x = t->data;
+    x->timed_out = 1;
+    if (!x->exited) uv_process_kill(&x->proc, SIGKILL); /* exec_on_exit finishes */
+    else if (!x->finished) exec_finish(x);              /* exited, stdout held open by another */
+}
+
+/* Starts the plugin unless it is running; when it cannot start, the waiting
+ * requests fail (through exec_finish) at once. */
+static void exec_start(struct kube_client *c)
+{
+    if (c->exec || c->closing) return;
+    struct exec_run *x = xcalloc(1, sizeof *x);
+    x->c = c;
+    sbuf_init(&x->buf);
+    uv_pipe_init(c->loop, &x->out, 0);
+    uv_timer_init(c->loop, &x->deadline);
+    x->out.data = x->deadline.data = x->proc.data = x;
+    x->open = 2;
+    c->open_handles++;
+    c->exec = x;
+    char **envp = kube_config_exec_envp(c->cfg);
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&x->out},
+        {.flags = UV_INHERIT_FD, .data.fd = 2},
+    };
+    uv_process_options_t o = {.exit_cb = exec_on_exit, .file = c->cfg->exec_argv[0],
+                              .args = c->cfg->exec_argv, .env = envp, .stdio_count = 3, .stdio = stdio};
+    int rc = uv_spawn(c->loop, &x->proc, &o);
+    kube_config_exec_envp_free(envp);
+    if (rc != 0) {
+        x->open = 3; /* uv_spawn's handle still has to be closed */
+        x->spawn_error = rc;
+        exec_finish(x);
+        return;
+    }
+    x->open = 3;
+    uv_read_start((uv_stream_t *)&x->out, exec_alloc, exec_on_read);
+    uv_timer_start(&x->deadline, exec_on_deadline, KUBE_EXEC_TIMEOUT_S * 1000, 0);
+}
+
 static void start_attempt(struct kube_req *r)
 {
     struct kube_client *c = r->c;
     struct kube_config *cfg = c->cfg;
     struct kiln_err err = {0};
+    if (cfg->exec_argv) {
+        time_t now = time(NULL);
+        if (kube_config_exec_due(cfg, now, 10)) { /* no usable token: wait for the plugin */
+            r->cred_wait = 1;
+            exec_start(c);
+            return;
+        }
+        /* expiring within a minute: refresh ahead (once per token, not again
+         * for 10 s after a failed run); this request uses the current one */
+        if (kube_config_exec_due(cfg, now, 60) && c->exec_ahead_for != cfg->exec_expiry &&
+            (!c->exec_failed_ms || uv_now(c->loop) - c->exec_failed_ms >= 10000)) {
+            c->exec_ahead_for = cfg->exec_expiry;
+            exec_start(c);
+        }
+    }
     r->attempts++;
     r->errbuf[0] = 0;
     const char *token = NULL;
@@ -626,6 +793,13 @@ void kube_client_close(struct kube_client *c)
         struct kube_req *r = c->reqs;
         if (r->finished) { req_unlink(r); continue; }
         kube_request_cancel(r);
+    }
+    if (c->exec) { /* its waiting requests were cancelled above */
+        struct exec_run *x = c->exec;
+        c->exec = NULL;
+        x->finished = 1;
+        if (!x->exited) uv_process_kill(&x->proc, SIGKILL);
+        exec_close(x);
     }
     bury_now(c);
     curl_multi_cleanup(c->multi);

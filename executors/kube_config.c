@@ -403,11 +403,8 @@ static int read_token_file(struct kube_config *c, struct kiln_err *err)
     return 0;
 }
 
-/* Runs the plugin (argv, no shell), stdout captured, 30 s limit. */
-static int run_exec(struct kube_config *c, struct kiln_err *err)
+char **kube_config_exec_envp(const struct kube_config *c)
 {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) return kiln_err_set(err, -errno, "exec plugin: pipe: %s", strerror(errno));
     size_t nenv = 0, nadd = 0;
     for (char **e = environ; *e; e++) nenv++;
     for (char **e = c->exec_env; e && *e; e++) nadd++;
@@ -418,19 +415,74 @@ static int run_exec(struct kube_config *c, struct kiln_err *err)
         int dup = strncmp(*e, "KUBERNETES_EXEC_INFO=", 21) == 0;
         for (char **a = c->exec_env; a && *a && !dup; a++)
             dup = strncmp(*a, *e, nl + 1) == 0;
-        if (!dup) envp[k++] = *e;
+        if (!dup) envp[k++] = xstrdup(*e);
     }
-    for (char **e = c->exec_env; e && *e; e++) envp[k++] = *e;
-    char *info = xasprintf("KUBERNETES_EXEC_INFO={\"apiVersion\":\"%s\",\"kind\":\"ExecCredential\","
-                           "\"spec\":{\"interactive\":false}}", c->exec_api_version);
-    envp[k++] = info;
+    for (char **e = c->exec_env; e && *e; e++) envp[k++] = xstrdup(*e);
+    envp[k++] = xasprintf("KUBERNETES_EXEC_INFO={\"apiVersion\":\"%s\",\"kind\":\"ExecCredential\","
+                          "\"spec\":{\"interactive\":false}}", c->exec_api_version);
+    return envp;
+}
+
+void kube_config_exec_envp_free(char **envp)
+{
+    strv_free(envp);
+}
+
+int kube_config_exec_due(const struct kube_config *c, time_t now, int ahead_s)
+{
+    return c->exec_argv && (!c->exec_token || (c->exec_expiry && now + ahead_s >= c->exec_expiry));
+}
+
+int kube_config_exec_accept(struct kube_config *c, const char *out, size_t len, int timed_out,
+                            int exit_status, int term_signal, struct kiln_err *err)
+{
+    if (timed_out)
+        return kiln_err_set(err, KILN_EEXEC, "exec plugin %s: no answer in %d s", c->exec_argv[0],
+                            KUBE_EXEC_TIMEOUT_S);
+    if (term_signal || exit_status != 0)
+        return kiln_err_set(err, KILN_EEXEC, "exec plugin %s: %s %d", c->exec_argv[0],
+                            term_signal ? "killed by signal" : "exited with status",
+                            term_signal ? term_signal : exit_status);
+    json_tokener *tk = json_tokener_new();
+    json_object *j = len ? json_tokener_parse_ex(tk, out, (int)len) : NULL;
+    json_tokener_free(tk);
+    json_object *st = NULL, *tok = NULL, *exp = NULL;
+    int rc = 0;
+    if (!j || !json_object_object_get_ex(j, "status", &st) ||
+        !json_object_object_get_ex(st, "token", &tok) || !json_object_is_type(tok, json_type_string) ||
+        !*json_object_get_string(tok)) {
+        rc = kiln_err_set(err, KILN_EEXEC, "exec plugin %s: output is not an ExecCredential with status.token",
+                          c->exec_argv[0]);
+    } else {
+        time_t t = 0;
+        if (json_object_object_get_ex(st, "expirationTimestamp", &exp) &&
+            kube_parse_rfc3339(json_object_get_string(exp), &t) < 0) {
+            rc = kiln_err_set(err, KILN_EEXEC, "exec plugin %s: bad status.expirationTimestamp \"%s\"",
+                              c->exec_argv[0], json_object_get_string(exp));
+        } else {
+            free(c->exec_token);
+            c->exec_token = xstrdup(json_object_get_string(tok));
+            c->exec_expiry = t;
+        }
+    }
+    json_object_put(j);
+    return rc;
+}
+
+/* Runs the plugin and waits for it (argv, no shell), stdout captured, with
+ * the same time limit.  For callers without a loop; kube_client runs it
+ * asynchronously instead. */
+static int run_exec(struct kube_config *c, struct kiln_err *err)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return kiln_err_set(err, -errno, "exec plugin: pipe: %s", strerror(errno));
+    char **envp = kube_config_exec_envp(c);
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
         close(fds[0]);
         close(fds[1]);
-        free(envp);
-        free(info);
+        strv_free(envp);
         return kiln_err_set(err, -e, "exec plugin: fork: %s", strerror(e));
     }
     if (pid == 0) {
@@ -442,11 +494,10 @@ static int run_exec(struct kube_config *c, struct kiln_err *err)
         _exit(127);
     }
     close(fds[1]);
-    free(envp);
-    free(info);
+    strv_free(envp);
     struct sbuf out;
     sbuf_init(&out);
-    int64_t deadline = mono_us() + 30 * 1000000LL;
+    int64_t deadline = mono_us() + KUBE_EXEC_TIMEOUT_S * 1000000LL;
     int timed_out = 0;
     for (;;) {
         int64_t left = (deadline - mono_us()) / 1000;
@@ -459,41 +510,15 @@ static int run_exec(struct kube_config *c, struct kiln_err *err)
         ssize_t n = read(fds[0], buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
-        if (out.len < (1 << 20)) sbuf_add(&out, buf, (size_t)n);
+        if (out.len < KUBE_EXEC_MAX_OUTPUT) sbuf_add(&out, buf, (size_t)n);
     }
     close(fds[0]);
     if (timed_out) kill(pid, SIGKILL);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    int rc = 0;
-    if (timed_out) {
-        rc = kiln_err_set(err, KILN_EEXEC, "exec plugin %s: no answer in 30 s", c->exec_argv[0]);
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        rc = kiln_err_set(err, KILN_EEXEC, "exec plugin %s: %s %d", c->exec_argv[0],
-                          WIFEXITED(status) ? "exited with status" : "killed by signal",
-                          WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-    } else {
-        json_object *j = json_tokener_parse(out.data ? out.data : "");
-        json_object *st = NULL, *tok = NULL, *exp = NULL;
-        if (!j || !json_object_object_get_ex(j, "status", &st) ||
-            !json_object_object_get_ex(st, "token", &tok) || !json_object_is_type(tok, json_type_string) ||
-            !*json_object_get_string(tok)) {
-            rc = kiln_err_set(err, KILN_EEXEC, "exec plugin %s: output is not an ExecCredential with status.token",
-                              c->exec_argv[0]);
-        } else {
-            time_t t = 0;
-            if (json_object_object_get_ex(st, "expirationTimestamp", &exp) &&
-                kube_parse_rfc3339(json_object_get_string(exp), &t) < 0) {
-                rc = kiln_err_set(err, KILN_EEXEC, "exec plugin %s: bad status.expirationTimestamp \"%s\"",
-                                  c->exec_argv[0], json_object_get_string(exp));
-            } else {
-                free(c->exec_token);
-                c->exec_token = xstrdup(json_object_get_string(tok));
-                c->exec_expiry = t;
-            }
-        }
-        json_object_put(j);
-    }
+    int rc = kube_config_exec_accept(c, out.data, out.len, timed_out,
+                                     WIFEXITED(status) ? WEXITSTATUS(status) : 0,
+                                     WIFSIGNALED(status) ? WTERMSIG(status) : 0, err);
     sbuf_free(&out);
     return rc;
 }
@@ -503,7 +528,7 @@ int kube_config_token(struct kube_config *c, const char **token, struct kiln_err
     *token = NULL;
     if (c->exec_argv) {
         /* refresh 10 s before expiry */
-        if (!c->exec_token || (c->exec_expiry && time(NULL) + 10 >= c->exec_expiry)) {
+        if (kube_config_exec_due(c, time(NULL), 10)) {
             int r = run_exec(c, err);
             if (r) return r;
         }

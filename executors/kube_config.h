@@ -56,6 +56,20 @@ int kube_config_load_incluster(const char *sa_dir, struct kube_config **out,
 /* The bearer token for the next request: *token NULL when the config has none.
  * The string is owned by cfg and valid until the next call. */
 int kube_config_token(struct kube_config *cfg, const char **token, struct kiln_err *err);
+/* The exec credential plugin in pieces, for a caller that runs it on its own
+ * loop (kube_client): the plugin's environment (the daemon's, its env:
+ * entries, KUBERNETES_EXEC_INFO; free with kube_config_exec_envp_free), whether a token is due
+ * (none yet, or it expires within AHEAD_S seconds of NOW), and the plugin's
+ * result taken in (its stdout, or why it gave none).  The plugin gets
+ * KUBE_EXEC_TIMEOUT_S seconds; KUBE_EXEC_MAX_OUTPUT bytes of its stdout are
+ * read. */
+#define KUBE_EXEC_TIMEOUT_S 30
+#define KUBE_EXEC_MAX_OUTPUT (1 << 20)
+char **kube_config_exec_envp(const struct kube_config *cfg);
+void kube_config_exec_envp_free(char **envp);
+int kube_config_exec_due(const struct kube_config *cfg, time_t now, int ahead_s);
+int kube_config_exec_accept(struct kube_config *cfg, const char *out, size_t len, int timed_out,
+                            int exit_status, int term_signal, struct kiln_err *err);
 /* Drops a cached exec/file token (after a 401). */
 void kube_config_invalidate_token(struct kube_config *cfg);
 void kube_config_free(struct kube_config *cfg);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -428,6 +429,173 @@ static void test_parse_status(void **st)
     assert_string_equal(r.message, "HTTP 404");
 }
 
+/* ---- the exec credential plugin, run on the loop ---- */
+
+/* A client whose token comes from a plugin script in tmpdir: it counts its
+ * runs in tmpdir/exec.count, sleeps SLEEP seconds, exits with EXIT, and
+ * prints an ExecCredential for TOKEN (with EXPIRY as its expirationTimestamp
+ * when given). */
+static struct kube_client *exec_client(const char *sleep_s, int exit_code, const char *expiry)
+{
+    char *script = xasprintf("%s/plugin.sh", tmpdir);
+    const char *body =
+        "#!/bin/sh\n"
+        "echo run >> \"$DIR/exec.count\"\n"
+        "sleep \"$SLEEP\"\n"
+        "[ \"$EXIT\" = 0 ] || exit \"$EXIT\"\n"
+        "if [ -n \"$EXPIRY\" ]; then exp=\",\\\"expirationTimestamp\\\":\\\"$EXPIRY\\\"\"; else exp=; fi\n"
+        "printf '{\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\"kind\":\"ExecCredential\","
+        "\"status\":{\"token\":\"%s\"%s}}' \"$TOKEN\" \"$exp\"\n";
+    assert_int_equal(file_write_atomic(script, body, strlen(body), 0755), 0);
+    char *count = xasprintf("%s/exec.count", tmpdir);
+    unlink(count);
+    free(count);
+    struct kube_config *cfg = xcalloc(1, sizeof *cfg);
+    cfg->server = xasprintf("http://127.0.0.1:%d", sim_port);
+    cfg->namespace = xstrdup("default");
+    cfg->exec_argv = xcalloc(2, sizeof(char *));
+    cfg->exec_argv[0] = script;
+    cfg->exec_env = xcalloc(6, sizeof(char *));
+    cfg->exec_env[0] = xasprintf("DIR=%s", tmpdir);
+    cfg->exec_env[1] = xasprintf("SLEEP=%s", sleep_s);
+    cfg->exec_env[2] = xasprintf("EXIT=%d", exit_code);
+    cfg->exec_env[3] = xasprintf("TOKEN=%s", TOKEN);
+    cfg->exec_env[4] = xasprintf("EXPIRY=%s", expiry ? expiry : "");
+    cfg->exec_api_version = xstrdup("client.authentication.k8s.io/v1beta1");
+    struct kube_client_opts d;
+    kube_client_opts_default(&d);
+    struct kube_client *c = NULL;
+    struct kiln_err err = {0};
+    assert_int_equal(kube_client_new(&loop, cfg, &d, &c, &err), 0);
+    return c;
+}
+
+static int exec_runs(void)
+{
+    char *path = xasprintf("%s/exec.count", tmpdir), *s = NULL;
+    size_t len = 0;
+    int n = 0;
+    if (file_read_all(path, &s, &len) == 0)
+        for (size_t i = 0; i < len; i++) n += s[i] == '\n';
+    free(s);
+    free(path);
+    return n;
+}
+
+static int ticks;
+static void on_tick(uv_timer_t *t) { (void)t; ticks++; }
+
+static void test_exec_plugin_async(void **st)
+{
+    NEED_SIM();
+    struct kube_client *c = exec_client("0.6", 0, NULL);
+    uv_timer_t tick;
+    uv_timer_init(&loop, &tick);
+    uv_timer_start(&tick, on_tick, 20, 20);
+    ticks = 0;
+    struct res x[3];
+    memset(x, 0, sizeof x);
+    int64_t t0 = mono_us();
+    for (int i = 0; i < 3; i++)
+        assert_non_null(kube_request(c, "GET", "/api/v1/namespaces/default/pods", NULL, NULL, on_done, NULL, &x[i]));
+    while (!x[0].done || !x[1].done || !x[2].done) uv_run(&loop, UV_RUN_ONCE);
+    int64_t took = mono_us() - t0;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(x[i].outcome, KUBE_OK);   /* the plugin's token was accepted */
+        assert_int_equal(x[i].http, 200);
+        res_free(&x[i]);
+    }
+    assert_true(took >= 600000);
+    /* the loop kept turning while the plugin slept: a blocking run would
+     * have let at most a tick or two through in that time */
+    assert_true(ticks >= 15);
+    assert_int_equal(exec_runs(), 1);                /* one run for three requests */
+    struct res y;
+    call(c, "GET", "/api/v1/namespaces/default/pods", NULL, &y);   /* cached: no second run */
+    assert_int_equal(y.outcome, KUBE_OK);
+    res_free(&y);
+    assert_int_equal(exec_runs(), 1);
+    uv_close((uv_handle_t *)&tick, NULL);
+    done_client(c);
+}
+
+static void test_exec_plugin_refresh_ahead(void **st)
+{
+    NEED_SIM();
+    char exp[32];
+    time_t later = time(NULL) + 3600;
+    strftime(exp, sizeof exp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&later));
+    struct kube_client *c = exec_client("0.5", 0, exp);
+    struct res y;
+    call(c, "GET", "/api/v1/namespaces/default/pods", NULL, &y);   /* waits for the first token */
+    assert_int_equal(y.outcome, KUBE_OK);
+    res_free(&y);
+    assert_int_equal(exec_runs(), 1);
+    assert_true(kube_client_config(c)->exec_expiry == later);
+    /* the hour goes by: the token now expires within the minute */
+    kube_client_config(c)->exec_expiry = time(NULL) + 40;
+    int64_t t0 = mono_us();
+    call(c, "GET", "/api/v1/namespaces/default/pods", NULL, &y);   /* starts a refresh, does not wait */
+    assert_int_equal(y.outcome, KUBE_OK);
+    res_free(&y);
+    assert_true(mono_us() - t0 < 400000);
+    /* the plugin counts a run as it starts: wait for its token */
+    while (kube_client_config(c)->exec_expiry != later && mono_us() - t0 < 5000000) {
+        uv_timer_t t;   /* let the loop run the plugin for a while */
+        uv_timer_init(&loop, &t);
+        uv_timer_start(&t, on_tick, 50, 0);
+        uv_run(&loop, UV_RUN_ONCE);
+        uv_close((uv_handle_t *)&t, NULL);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    assert_true(kube_client_config(c)->exec_expiry == later);   /* the new token */
+    assert_int_equal(exec_runs(), 2);
+    call(c, "GET", "/api/v1/namespaces/default/pods", NULL, &y);   /* nothing more to refresh */
+    assert_int_equal(y.outcome, KUBE_OK);
+    res_free(&y);
+    assert_int_equal(exec_runs(), 2);
+    done_client(c);
+}
+
+static void test_exec_plugin_errors(void **st)
+{
+    NEED_SIM();
+    struct kube_client *c = exec_client("0", 3, NULL);
+    struct res y;
+    call(c, "GET", "/api/v1/namespaces/default/pods", NULL, &y);
+    assert_int_equal(y.outcome, KUBE_PERMANENT);
+    assert_string_equal(y.reason, "Unauthorized");
+    assert_non_null(strstr(y.message, "exited with status 3"));
+    res_free(&y);
+    done_client(c);
+    c = exec_client("0", 0, NULL);
+    struct kube_config *cfg = kube_client_config(c);
+    free(cfg->exec_argv[0]);
+    cfg->exec_argv[0] = xasprintf("%s/no-such-plugin", tmpdir);
+    call(c, "GET", "/api/v1/namespaces/default/pods", NULL, &y);
+    assert_int_equal(y.outcome, KUBE_PERMANENT);
+    assert_non_null(strstr(y.message, "cannot start"));
+    res_free(&y);
+    done_client(c);
+    /* closing the client while the plugin runs: the request is cancelled,
+     * the plugin killed, the loop ends */
+    c = exec_client("30", 0, NULL);
+    memset(&y, 0, sizeof y);
+    assert_non_null(kube_request(c, "GET", "/api/v1/namespaces/default/pods", NULL, NULL, on_done, NULL, &y));
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    uv_timer_start(&t, on_tick, 200, 0);
+    uv_run(&loop, UV_RUN_ONCE);   /* the plugin has started */
+    uv_close((uv_handle_t *)&t, NULL);
+    assert_int_equal(y.done, 0);
+    int64_t t0 = mono_us();
+    done_client(c);
+    assert_int_equal(y.done, 1);
+    assert_string_equal(y.reason, "Cancelled");
+    assert_true(mono_us() - t0 < 5000000);
+    res_free(&y);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +608,9 @@ int main(void)
         cmocka_unit_test(test_token_bucket),
         cmocka_unit_test(test_watch),
         cmocka_unit_test(test_watch_dropped),
+        cmocka_unit_test(test_exec_plugin_async),
+        cmocka_unit_test(test_exec_plugin_refresh_ahead),
+        cmocka_unit_test(test_exec_plugin_errors),
     };
     return cmocka_run_group_tests(tests, start_sim, stop_sim);
 }
