@@ -41,7 +41,6 @@ struct kube_client {
      * it: requests that need its token wait (cred_wait), and a token close
      * to expiry is refreshed ahead while the current one is still used. */
     struct exec_run *exec;         /* the plugin running now, or NULL */
-    uint64_t exec_failed_ms;       /* uv_now of the last failed run (no refresh ahead for a while) */
     time_t exec_ahead_for;         /* the expiry last refreshed ahead (once per token) */
 };
 
@@ -525,7 +524,7 @@ static void exec_close(struct exec_run *x)
     uv_timer_stop(&x->deadline);
     uv_close((uv_handle_t *)&x->deadline, exec_handle_closed);
     uv_close((uv_handle_t *)&x->out, exec_handle_closed);
-    if (x->open == 3) uv_close((uv_handle_t *)&x->proc, exec_handle_closed);
+    uv_close((uv_handle_t *)&x->proc, exec_handle_closed);
 }
 
 /* The plugin is done (exited, and its stdout ended or the time is up): its
@@ -548,7 +547,6 @@ static void exec_finish(struct exec_run *x)
         rc = kiln_err_set(&err, KILN_EEXEC, "exec plugin %s: its token expires within 10 s",
                           c->cfg->exec_argv[0]);
     exec_close(x);
-    if (rc < 0) c->exec_failed_ms = uv_now(c->loop);
     /* start_attempt or finish may unlink requests: take one at a time */
     for (;;) {
         struct kube_req *r = c->reqs;
@@ -613,7 +611,7 @@ static void exec_start(struct kube_client *c)
     uv_pipe_init(c->loop, &x->out, 0);
     uv_timer_init(c->loop, &x->deadline);
     x->out.data = x->deadline.data = x->proc.data = x;
-    x->open = 2;
+    x->open = 3; /* uv_spawn initialises the process handle even when it fails */
     c->open_handles++;
     c->exec = x;
     char **envp = kube_config_exec_envp(c->cfg);
@@ -627,12 +625,10 @@ static void exec_start(struct kube_client *c)
     int rc = uv_spawn(c->loop, &x->proc, &o);
     kube_config_exec_envp_free(envp);
     if (rc != 0) {
-        x->open = 3; /* uv_spawn's handle still has to be closed */
         x->spawn_error = rc;
         exec_finish(x);
         return;
     }
-    x->open = 3;
     uv_read_start((uv_stream_t *)&x->out, exec_alloc, exec_on_read);
     uv_timer_start(&x->deadline, exec_on_deadline, KUBE_EXEC_TIMEOUT_S * 1000, 0);
 }
@@ -649,10 +645,10 @@ static void start_attempt(struct kube_req *r)
             exec_start(c);
             return;
         }
-        /* expiring within a minute: refresh ahead (once per token, not again
-         * for 10 s after a failed run); this request uses the current one */
-        if (kube_config_exec_due(cfg, now, 60) && c->exec_ahead_for != cfg->exec_expiry &&
-            (!c->exec_failed_ms || uv_now(c->loop) - c->exec_failed_ms >= 10000)) {
+        /* expiring within a minute: refresh ahead, once per token (a failed
+         * refresh is not repeated: requests wait for a run once the token is
+         * due); this request uses the current one */
+        if (kube_config_exec_due(cfg, now, 60) && c->exec_ahead_for != cfg->exec_expiry) {
             c->exec_ahead_for = cfg->exec_expiry;
             exec_start(c);
         }
